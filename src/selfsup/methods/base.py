@@ -1,0 +1,107 @@
+"""The method contract: a plain nn.Module that turns a raw batch into a loss, usable in any loop.
+
+A method
+- builds its own views or pseudo-labels from the raw batch, on the batch's device, in `loss(batch)`;
+- exposes `encoder`, the part that transfers downstream: float images in [0, 1] (N, C, H, W) -> (N, D)
+  (text and video methods document their own input), with `feature_dim`;
+- may update momentum encoders or queues in `after_step(progress)`, progress in [0, 1];
+- may show what its task sees and predicts in `examples(batch)`: named image tensors in [0, 1];
+- may train several players in turn (GANs): set `phases` and implement `phase_parameters(phase)` and
+  `phase_loss(batch, phase)`; the trainer then keeps one optimizer per phase and steps them in order.
+
+No Lightning, file I/O or argument parsing here. Register with `@METHODS.register("name")`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from selfsup.data.base import DataSpec
+from selfsup.errors import SelfSupError
+from selfsup.registry import Registry
+from selfsup.views.basic import to_float
+
+METHODS: Registry = Registry("method", "selfsup.methods")
+
+
+@dataclass
+class MethodConfig:
+    """Options every method shares; a method's own Config subclasses this and may change defaults."""
+
+    encoder: str = "convnet"
+    encoder_kwargs: dict = None  # extra keyword arguments for the encoder, e.g. {"batch_norm": True}
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # SGD momentum
+    schedule: str = "cosine"  # cosine | constant (after linear warm-up)
+    warmup_epochs: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.encoder_kwargs is None:
+            self.encoder_kwargs = {}
+
+
+class Method(nn.Module):
+    name: ClassVar[str] = "method"
+    modality: ClassVar[str] = "image"
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+    phases: ClassVar[tuple[str, ...] | None] = None
+
+    encoder: nn.Module
+
+    def __init__(self, config: MethodConfig, spec: DataSpec):
+        super().__init__()
+        self.config, self.spec = config, spec
+
+    # --- the contract -------------------------------------------------------------------------
+    def loss(self, batch: Any) -> tuple[Tensor, dict[str, Tensor | float]]:
+        raise NotImplementedError
+
+    def after_step(self, progress: float) -> None:
+        """Called after each optimizer step; `progress` is the fraction of training done."""
+
+    def examples(self, batch: Any) -> dict[str, Tensor]:
+        return {}
+
+    def phase_parameters(self, phase: str) -> Iterable[nn.Parameter]:
+        raise NotImplementedError
+
+    def phase_loss(self, batch: Any, phase: str) -> tuple[Tensor, dict[str, Tensor | float]]:
+        raise NotImplementedError
+
+    # --- shared helpers -----------------------------------------------------------------------
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the single optimizer trains: parameters that require grad (momentum copies do not)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    @torch.no_grad()
+    def features(self, batch: Tensor, upto: str | None = None) -> Tensor:
+        """Frozen features for evaluation from a raw uint8 batch."""
+        x = to_float(batch)
+        return self.encoder(x, upto=upto) if upto else self.encoder(x)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.encoder.feature_dim()
+
+
+def build_method(name: str, spec: DataSpec, **overrides: Any) -> Method:
+    """Build a registered method for data described by `spec`, overriding config fields by name."""
+    cls = METHODS.get(name)
+    config = make_config(cls.Config, overrides)
+    if cls.modality != spec.modality:
+        raise SelfSupError(f"method {name!r} works on {cls.modality} data, but the data is {spec.modality}")
+    return cls(config, spec)
+
+
+def make_config(config_cls: type, overrides: dict[str, Any]) -> Any:
+    known = {f.name for f in fields(config_cls)}
+    unknown = set(overrides) - known
+    if unknown:
+        from selfsup.errors import unknown_name
+        raise unknown_name(f"option for {config_cls.__qualname__}", sorted(unknown)[0], sorted(known))
+    return config_cls(**overrides)

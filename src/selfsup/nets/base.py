@@ -1,0 +1,82 @@
+"""Encoders made of named blocks, so transfer can read features from, and freeze up to, any block."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from selfsup.errors import SelfSupError, unknown_name
+
+
+class BlockEncoder(nn.Module):
+    """An encoder whose `blocks` (an ordered ModuleDict) run in sequence, then `pool` makes a vector.
+
+    `forward(x, upto=name)` stops after block `name`: the RotNet protocol reads features from
+    intermediate blocks. Input: float images in [0, 1], (N, C, H, W). Output: (N, feature_dim(upto)).
+    """
+
+    blocks: nn.ModuleDict
+
+    def pool(self, x: Tensor) -> Tensor:
+        return x.flatten(1)
+
+    @property
+    def block_names(self) -> list[str]:
+        return list(self.blocks.keys())
+
+    def check_block(self, name: str | None) -> None:
+        if name is not None and name not in self.blocks:
+            raise unknown_name("block", name, self.block_names)
+
+    def forward(self, x: Tensor, upto: str | None = None) -> Tensor:
+        self.check_block(upto)
+        for name, block in self.blocks.items():
+            x = block(x)
+            if name == upto:
+                break
+        return self.pool(x)
+
+    def feature_dim(self, upto: str | None = None) -> int:
+        return self._dims()[upto or self.block_names[-1]]
+
+    def _dims(self) -> dict[str, int]:
+        if not hasattr(self, "_dims_cache"):
+            was_training = self.training
+            self.eval()
+            with torch.no_grad():
+                x = torch.zeros(2, *self.input_shape)
+                dims = {}
+                for name, block in self.blocks.items():
+                    x = block(x)
+                    dims[name] = self.pool(x).shape[1]
+            self.train(was_training)
+            object.__setattr__(self, "_dims_cache", dims)
+        return self._dims_cache
+
+
+def freeze_upto(encoder: nn.Module, block: str | None) -> list[str]:
+    """Freeze the parameters of every block up to and including `block`; return the frozen block names.
+
+    Frozen blocks are also put in eval mode by `FrozenAwareTrain` users (BatchNorm statistics stay put).
+    """
+    if block is None:
+        return []
+    if not isinstance(encoder, BlockEncoder):
+        raise SelfSupError(f"{type(encoder).__name__} has no named blocks to freeze")
+    encoder.check_block(block)
+    frozen = []
+    for name, module in encoder.blocks.items():
+        for p in module.parameters():
+            p.requires_grad_(False)
+        frozen.append(name)
+        if name == block:
+            break
+    return frozen
+
+
+def set_frozen_eval(encoder: nn.Module) -> None:
+    """Put blocks with no trainable parameters in eval mode, so BatchNorm running stats stay frozen too."""
+    if isinstance(encoder, BlockEncoder):
+        for module in encoder.blocks.values():
+            params = list(module.parameters())
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
