@@ -1,8 +1,9 @@
 """Data sources (decoded once into uint8 tensors) and seeded splits."""
 from selfsup.data.base import DatasetSplits, DataSpec, ImageData
-from selfsup.data.sources import (download_fashion_mnist, fashion_mnist, image_folder, load_images, mnist5k, npz,
+from selfsup.data.sources import (download_fashion_mnist, fashion_mnist, image_folder, load_dataset, mnist5k, npz,
                                   read_idx)
+from selfsup.data.registry import DATASETS
 from selfsup.data.splits import Splits, make_splits, stratified_take
 
-__all__ = ["DataSpec", "DatasetSplits", "ImageData", "Splits", "download_fashion_mnist", "fashion_mnist",
-           "image_folder", "load_images", "make_splits", "mnist5k", "npz", "read_idx", "stratified_take"]
+__all__ = ["DATASETS", "DataSpec", "DatasetSplits", "ImageData", "Splits", "download_fashion_mnist", "fashion_mnist",
+           "image_folder", "load_dataset", "make_splits", "mnist5k", "npz", "read_idx", "stratified_take"]

