@@ -1,0 +1,79 @@
+"""SimCLR: NT-Xent against a plainly written reference, views, building, one training step, overfitting."""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from selfsup.data.base import DataSpec
+from selfsup.methods.base import build_method
+from selfsup.methods.simclr import nt_xent_across_ranks
+
+SPEC = DataSpec("image", channels=1, height=28, width=28)
+TINY = {"encoder_kwargs": {"widths": (8, 8, 8), "batch_norm": True}}
+
+
+def _batch(n: int = 8) -> torch.Tensor:
+    return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def reference_nt_xent(z1: torch.Tensor, z2: torch.Tensor, t: float) -> float:
+    """Chen et al. 2020, Algorithm 1, written with loops over the 2N views."""
+    z = [F.normalize(v, dim=0) for v in torch.cat([z1, z2])]
+    n = len(z1)
+    total = 0.0
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        numerator = math.exp(float(z[i] @ z[j]) / t)
+        denominator = sum(math.exp(float(z[i] @ z[k]) / t) for k in range(2 * n) if k != i)
+        total += -math.log(numerator / denominator)
+    return total / (2 * n)
+
+
+def test_loss_is_nt_xent_of_the_projections_of_the_two_views() -> None:
+    torch.manual_seed(0)
+    method = build_method("simclr", SPEC, temperature=0.3, **TINY)
+    v1, v2 = torch.rand(2, 6, 1, 28, 28)
+    loss, _ = method.loss_from_views(v1, v2)
+    z1, z2 = method.project(torch.cat([v1, v2])).chunk(2)
+    assert abs(loss.item() - reference_nt_xent(z1.detach(), z2.detach(), 0.3)) < 1e-5
+
+
+def test_single_process_across_ranks_version_equals_the_reference() -> None:
+    z1, z2 = torch.randn(2, 5, 7)
+    assert abs(nt_xent_across_ranks(z1, z2, 0.5).item() - reference_nt_xent(z1, z2, 0.5)) < 1e-5
+
+
+def test_views_are_two_different_random_augmentations_of_the_batch() -> None:
+    method = build_method("simclr", SPEC, **TINY)
+    torch.manual_seed(1)
+    v1, v2 = method.make_views(_batch(4))
+    assert v1.shape == v2.shape == (4, 1, 28, 28)
+    assert not torch.equal(v1, v2)
+    ex = method.examples(_batch(4))
+    assert set(ex) == {"images", "view_1", "view_2"} and ex["view_1"].shape == (4, 1, 28, 28)
+
+
+def test_build_and_one_step_updates_encoder_and_head() -> None:
+    torch.manual_seed(0)
+    method = build_method("simclr", SPEC, **TINY)
+    loss, metrics = method.loss(_batch())
+    loss.backward()
+    method.after_step(0.1)
+    assert torch.isfinite(loss) and 0 <= float(metrics["pretext_acc"]) <= 1
+    assert all(p.grad is not None for p in method.trainable_parameters())
+    assert method.features(_batch(3)).shape == (3, method.feature_dim)
+
+
+def test_loss_decreases_when_overfitting_fixed_views() -> None:
+    torch.manual_seed(0)
+    method = build_method("simclr", SPEC, **TINY)
+    v1, v2 = method.make_views(_batch(16))
+    opt = torch.optim.Adam(method.trainable_parameters(), lr=1e-2)
+    first = None
+    for _ in range(15):
+        loss, _ = method.loss_from_views(v1, v2)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first - 0.3
