@@ -45,7 +45,7 @@ class Rotation(Method):
 
     @torch.no_grad()
     def examples(self, batch: Tensor) -> dict[str, Tensor]:
-        """The first 8 images in their four rotations, with the predicted rotation index per image."""
-        images, labels = four_rotations(to_float(batch[:8]))
+        """The first 4 images in their four rotations, with the true and predicted angle in degrees."""
+        images, labels = four_rotations(to_float(batch[:4]))
         predicted = self.head(self.encoder(images)).argmax(1)
-        return {"rotated": images, "true_rotation": labels, "predicted_rotation": predicted}
+        return {"rotated": images, "true_deg": labels * 90, "pred_deg": predicted * 90}

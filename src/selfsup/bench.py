@@ -1,0 +1,132 @@
+"""`selfsup bench`: pretrain every registered image method with its default budget and evaluate it on
+Fashion-MNIST (linear probe, kNN, full fine-tuning) at 10 / 100 / 1000 labels per class over 3 seeds,
+against the supervised baseline of the same encoder on the same labels and budget.
+
+Each method's result is written to `OUT/methods/NAME.json` as soon as it is done (a long bench can be
+stopped and continued: finished methods are skipped unless --force); the table (`OUT/methods.md`,
+`OUT/methods.json`) and the label-efficiency plot (`OUT/label_efficiency.png`) are rebuilt from those files.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from selfsup.api import pretrain
+from selfsup.data.sources import load_dataset
+from selfsup.evaluate.budgets import label_sweep, summarize
+from selfsup.methods.base import METHODS
+from selfsup.utils import atomic_write_text
+
+EVAL_DATA = "fashion-mnist"
+POOL_SIZE = 20_000  # pretraining images for Fashion-MNIST methods (a seeded subset of the 60k train part)
+
+
+def image_methods() -> list[str]:
+    return [n for n in METHODS.names() if METHODS.get(n).modality == "image"]
+
+
+def bench_method(name: str, out: Path, budgets: Iterable[int], seeds: Iterable[int], quick: bool) -> dict:
+    cls = METHODS.get(name)
+    epochs = 1 if quick else cls.default_epochs
+    pool = 2_000 if quick else POOL_SIZE
+    t0 = time.perf_counter()
+    result = pretrain(name, data=cls.default_data, epochs=epochs, pool_size=pool, seed=0,
+                      run_dir=out / "runs" / name, train={"progress_bar": False, "knn_every": 0})
+    pretrain_s = time.perf_counter() - t0
+    splits = load_dataset(EVAL_DATA)
+    train, test = splits.train, splits.test
+    if quick:
+        train, test = train.subset(torch.arange(5_000)), test.subset(torch.arange(1_000))
+    method = result.method.eval()
+    finetune_kwargs = {"max_steps": 100} if quick else {}
+    rows = label_sweep(method, train, test, budgets, seeds, ("linear", "knn", "finetune"),
+                       finetune_kwargs=finetune_kwargs)
+    supervised = label_sweep(method, train, test, budgets, seeds, ("supervised",), finetune_kwargs=finetune_kwargs)
+    return {"method": name, "pretrain_data": cls.default_data, "pool": pool,
+            "epochs": epochs, "batch_size": cls.default_batch_size, "encoder": method.config.encoder,
+            "encoder_kwargs": method.config.encoder_kwargs, "pretrain_seconds": pretrain_s,
+            "images_per_s": result.images_per_s,
+            "pretext": {k: v for k, v in result.final.items() if k.startswith("train/") and "step" not in k},
+            "rows": rows, "supervised_rows": supervised, "eval_seconds": time.perf_counter() - t0 - pretrain_s,
+            "quick": quick}
+
+
+def fmt(summary: list[dict], protocol: str, budget: int) -> str:
+    for s in summary:
+        if s["protocol"] == protocol and s["labels_per_class"] == budget:
+            return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+    return "—"
+
+
+def build_table(out: Path) -> dict:
+    results = [json.loads(p.read_text()) for p in sorted((out / "methods").glob("*.json"))]
+    lines = ["| method | encoder | pretraining (data, epochs, wall) | linear @100 | kNN @100 | fine-tune @100 "
+             "| supervised @100 (same encoder) |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        summary = summarize(r["rows"])
+        sup = summarize(r["supervised_rows"])
+        enc = r["encoder"] + (f" {r['encoder_kwargs']}" if r["encoder_kwargs"] else "")
+        lines.append(f"| {r['method']} | {enc} | {r['pretrain_data']}, {r['epochs']} ep, {r['pretrain_seconds']:.0f} s "
+                     f"| {fmt(summary, 'linear', 100)} | {fmt(summary, 'knn', 100)} | {fmt(summary, 'finetune', 100)} "
+                     f"| {fmt(sup, 'supervised', 100)} |")
+    meta = {"machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "eval_data": EVAL_DATA, "pool_size": POOL_SIZE}
+    text = ("Test accuracy (%) on the 10,000 Fashion-MNIST test images, mean ± std over 3 label draws "
+            "(seeds 0-2); one pretraining run per method (seed 0).\n\n" + "\n".join(lines) + "\n")
+    atomic_write_text(out / "methods.md", text)
+    atomic_write_text(out / "methods.json", json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    if results:
+        plot_label_efficiency(results, out / "label_efficiency.png")
+    return {"results": results, "table": text}
+
+
+def plot_label_efficiency(results: list[dict], path: Path, protocol: str = "linear") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for r in results:
+        s = sorted((x for x in summarize(r["rows"]) if x["protocol"] == protocol), key=lambda x: x["labels_per_class"])
+        ax.errorbar([x["labels_per_class"] for x in s], [100 * x["mean"] for x in s], [100 * x["std"] for x in s],
+                    marker="o", ms=3, capsize=2, label=r["method"])
+    seen = set()
+    for r in results:
+        key = (r["encoder"], json.dumps(r["encoder_kwargs"], sort_keys=True))
+        if key in seen:
+            continue
+        seen.add(key)
+        s = sorted(summarize(r["supervised_rows"]), key=lambda x: x["labels_per_class"])
+        ax.errorbar([x["labels_per_class"] for x in s], [100 * x["mean"] for x in s], [100 * x["std"] for x in s],
+                    ls="--", color="k", alpha=0.6, capsize=2, label=f"supervised ({r['encoder']})")
+    ax.set_xscale("log")
+    ax.set_xlabel("labels per class")
+    ax.set_ylabel(f"test accuracy (%), {protocol}")
+    ax.set_title("Fashion-MNIST label efficiency")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_bench(methods: list[str] | None = None, out: str | Path = "benchmarks/results", quick: bool = False,
+              budgets: Iterable[int] = (10, 100, 1000), seeds: Iterable[int] = (0, 1, 2), force: bool = False) -> dict:
+    out = Path(out)
+    (out / "methods").mkdir(parents=True, exist_ok=True)
+    for name in methods or image_methods():
+        target = out / "methods" / f"{name}.json"
+        if target.exists() and not force and not quick:
+            print(f"{name}: done already ({target})")
+            continue
+        print(f"{name}: pretraining and evaluating ...", flush=True)
+        result = bench_method(name, out, budgets, seeds, quick)
+        atomic_write_text(target, json.dumps(result, indent=2) + "\n")
+        print(f"{name}: {result['pretrain_seconds']:.0f} s pretraining, {result['eval_seconds']:.0f} s evaluation")
+    table = build_table(out)
+    print(table["table"])
+    return table

