@@ -1,0 +1,199 @@
+"""MoCo: predict which key, among a queue of past keys, encodes another view of the query's image.
+
+He, Fan, Wu, Xie & Girshick, "Momentum Contrast for Unsupervised Visual Representation Learning",
+CVPR 2020 ("mocov1"), and Chen, Fan, Girshick & He, "Improved Baselines with Momentum Contrastive
+Learning", 2020 ("mocov2": MLP head, temperature 0.2, blur in the views, cosine lr schedule).
+A query encoder (trained) and a key encoder (a copy moved only by momentum, m = 0.999, no gradient)
+embed two views; InfoNCE classifies the positive key (class 0) against a queue of K keys from earlier
+batches, which is then refreshed with this batch's keys (gathered from every process). Keys are
+computed with shuffled BatchNorm across processes (identity in one process). Structure after the
+authors' builder.py: `_momentum_update_key_encoder`, `_dequeue_and_enqueue`, `_batch_shuffle_ddp`,
+`_batch_unshuffle_ddp`.
+
+Deviations (28x28 grayscale, 2 CPU cores):
+- Queue of 4096 keys instead of 65536: the paper's queue is 5% of ImageNet's 1.28M images, 4096 is 7% of
+  Fashion-MNIST's 60k (16 batches of 256). The data spec does not carry the dataset size, so it is fixed.
+- The momentum update runs in `after_step` (right after each optimizer step) rather than at the start of
+  the next forward: the same sequence of key encoders.
+- Any batch size fits the queue (wrap-around writes); the authors assert K % batch == 0.
+- MoCo v1's step schedule (lr x0.1 at epochs 120 and 160) is replaced by a constant lr.
+- Views: `mocov1_views` / `mocov2_views`, crop (0.2, 1), 3x3 blur at 28x28, no saturation/hue on grayscale.
+- Encoder: the ConvNet with BatchNorm, widths 64-64-128 (512-d), instead of ResNet-50.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from selfsup.data.base import DataSpec
+from selfsup.distributed import broadcast, gather, is_distributed, rank, world_size
+from selfsup.errors import SelfSupError
+from selfsup.methods.base import METHODS, Method, MethodConfig
+from selfsup.nets import build_encoder
+from selfsup.views.augment import two_views, view_preset
+from selfsup.views.basic import to_float
+
+
+def _contrastive_encoder_kwargs() -> dict:
+    return {"batch_norm": True, "widths": (64, 64, 128)}  # 512-d conv3 features
+
+
+@dataclass
+class MoCoConfig(MethodConfig):
+    """MoCo v1 (He et al. 2020)."""
+
+    encoder_kwargs: dict = field(default_factory=_contrastive_encoder_kwargs)
+    optimizer: str = "sgd"
+    lr: float = 0.03
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # SGD momentum (the key encoder's momentum is `key_momentum`)
+    schedule: str = "constant"  # the paper: step decay at epochs 120 and 160 of 200
+    dim: int = 128
+    queue_size: int = 4096  # the paper: 65536 for ImageNet; scaled to a 60k-image dataset
+    key_momentum: float = 0.999
+    temperature: float = 0.07
+    mlp: bool = False
+    views: str = "mocov1"
+
+
+@dataclass
+class MoCoV2Config(MoCoConfig):
+    """MoCo v2 (Chen et al. 2020): MLP head, temperature 0.2, blur, cosine schedule."""
+
+    schedule: str = "cosine"
+    temperature: float = 0.2
+    mlp: bool = True
+    views: str = "mocov2"
+
+
+def projection_head(in_dim: int, dim: int, use_mlp: bool) -> nn.Module:
+    """v1: one linear layer; v2: Linear-ReLU-Linear with a hidden layer as wide as the features."""
+    if not use_mlp:
+        return nn.Linear(in_dim, dim)
+    return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, dim))
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    twin = copy.deepcopy(module)
+    for p in twin.parameters():
+        p.requires_grad_(False)  # moved only by the momentum update
+    return twin
+
+
+class MoCo(Method):
+    name = "moco"
+    Config = MoCoConfig
+    default_epochs = 20
+    default_batch_size = 256
+
+    queue: Tensor
+    queue_ptr: Tensor
+
+    def __init__(self, config: MoCoConfig, spec: DataSpec):
+        super().__init__(config, spec)
+        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
+                                     **config.encoder_kwargs)
+        self.head = projection_head(self.encoder.feature_dim(), config.dim, config.mlp)
+        self.encoder_k = frozen_copy(self.encoder)
+        self.head_k = frozen_copy(self.head)
+        self.register_buffer("queue", F.normalize(torch.randn(config.dim, config.queue_size), dim=0))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.view_config = view_preset(config.views)
+
+    # --- the authors' building blocks ---------------------------------------------------------------
+    @torch.no_grad()
+    def _momentum_update_key_encoder(self) -> None:
+        """key <- m * key + (1 - m) * query, for the encoder and the head."""
+        m = self.config.key_momentum
+        for query_part, key_part in ((self.encoder, self.encoder_k), (self.head, self.head_k)):
+            for param_q, param_k in zip(query_part.parameters(), key_part.parameters()):
+                param_k.mul_(m).add_(param_q.detach(), alpha=1 - m)
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self, keys: Tensor) -> None:
+        """Write the keys of every process over the oldest entries of the queue and advance the pointer."""
+        keys = gather(keys)
+        batch_size, size = keys.shape[0], self.queue.shape[1]
+        if batch_size > size:
+            raise SelfSupError(f"MoCo queue_size {size} is smaller than the global batch {batch_size}")
+        ptr = int(self.queue_ptr)
+        slots = (ptr + torch.arange(batch_size, device=keys.device)) % size
+        self.queue[:, slots] = keys.T
+        self.queue_ptr[0] = (ptr + batch_size) % size
+
+    @torch.no_grad()
+    def _batch_shuffle_ddp(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Shuffle the global batch across processes so BatchNorm statistics of a key's process do not
+        contain its query's image (shuffling BN). Returns this process's shuffled part and the inverse
+        permutation. Identity in one process."""
+        if not is_distributed():
+            return x, torch.arange(len(x), device=x.device)
+        x_gather = gather(x)
+        idx_shuffle = broadcast(torch.randperm(len(x_gather), device=x.device), src=0)
+        idx_unshuffle = torch.argsort(idx_shuffle)
+        idx_this = idx_shuffle.view(world_size(), -1)[rank()]
+        return x_gather[idx_this], idx_unshuffle
+
+    @torch.no_grad()
+    def _batch_unshuffle_ddp(self, x: Tensor, idx_unshuffle: Tensor) -> Tensor:
+        """Undo `_batch_shuffle_ddp`: this process gets back the keys of its own images, in order."""
+        if not is_distributed():
+            return x
+        x_gather = gather(x)
+        idx_this = idx_unshuffle.view(world_size(), -1)[rank()]
+        return x_gather[idx_this]
+
+    # --- the contract ----------------------------------------------------------------------------------
+    def make_views(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+        return two_views(to_float(batch), self.view_config)
+
+    def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return self.loss_from_views(*self.make_views(batch))
+
+    def query(self, im_q: Tensor) -> Tensor:
+        return F.normalize(self.head(self.encoder(im_q)), dim=1)
+
+    @torch.no_grad()
+    def keys(self, im_k: Tensor) -> Tensor:
+        im_k, idx_unshuffle = self._batch_shuffle_ddp(im_k)
+        k = F.normalize(self.head_k(self.encoder_k(im_k)), dim=1)
+        return self._batch_unshuffle_ddp(k, idx_unshuffle)
+
+    def loss_from_views(self, im_q: Tensor, im_k: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """InfoNCE with the positive key as class 0; enqueues this batch's keys when training."""
+        q = self.query(im_q)  # (N, dim)
+        k = self.keys(im_k)  # (N, dim), no gradient
+        l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)  # (N, 1)
+        l_neg = torch.einsum("nc,ck->nk", q, self.queue.clone().detach())  # (N, K): clone, enqueue writes in place
+        logits = torch.cat([l_pos, l_neg], dim=1) / self.config.temperature  # logits: Nx(1+K)
+        labels = torch.zeros(len(logits), dtype=torch.long, device=logits.device)  # positives are class 0
+        loss = F.cross_entropy(logits, labels)
+        if self.training:
+            self._dequeue_and_enqueue(k)
+        return loss, {"pretext_acc": (logits.detach().argmax(1) == 0).float().mean()}
+
+    def after_step(self, progress: float) -> None:
+        self._momentum_update_key_encoder()
+
+    @torch.no_grad()
+    def examples(self, batch: Tensor) -> dict[str, Tensor]:
+        """The first 8 images, their query and key views."""
+        images = to_float(batch[:8])
+        view_q, view_k = self.make_views(images)
+        return {"images": images, "query_view": view_q, "key_view": view_k}
+
+
+@METHODS.register("mocov1")
+class MoCoV1(MoCo):
+    name = "mocov1"
+    Config = MoCoConfig
+
+
+@METHODS.register("mocov2")
+class MoCoV2(MoCo):
+    name = "mocov2"
+    Config = MoCoV2Config
