@@ -1,0 +1,291 @@
+"""How fast is our SimCLR? Against a bare training step of its encoder, and against the `lightly` library.
+
+(a) Step overhead, in one process, no trainer: the time of one SimCLR step on N images (two views made
+    on the batch's device, the encoder on the 2N views, projection head, NT-Xent, backward, optimizer
+    step) against a bare step of the same encoder on 2N ready-made float views (forward, a trivial mean
+    loss, backward, the same optimizer's step). Both steps push 2N views through the encoder, so
+    `keeps = t_bare / t_simclr` is the fraction of the bare per-view throughput that SimCLR keeps; the
+    rest is augmentation, head and loss. Goal: keeps >= 0.80. Medians over `--steps` timed steps.
+(b) Against lightly: our full pretraining (`selfsup.train.pretrain`, Lightning, in-memory uint8 data,
+    augmentation on the device) against lightly's SimCLR (SimCLRTransform on PIL images in a 2-worker
+    DataLoader, SimCLRProjectionHead, NTXentLoss, a plain loop, the way lightly's docs show), same
+    encoder (the RotNet-demo ConvNet 64/32/16), optimizer, schedule, temperature, head, view strengths,
+    batch 256 and epochs on Fashion-MNIST 60k. Images/s = training images seen / training wall time.
+    Then kNN accuracy (k=200, cosine, T=0.07; 60k train bank, 10k test) of both encoders, computed here
+    by `selfsup.evaluate.knn_classify` on features each side extracted. Goal: >= 3x lightly's images/s
+    at equal or better kNN. Reference here: lightly ran at about 850 images/s and reached about 79.5%.
+    One known model difference: lightly's SimCLRProjectionHead (1.6) ends in Linear(no bias) + BatchNorm1d,
+    ours in a plain Linear; the same sizes otherwise (negligible compute, may shift kNN slightly).
+
+lightly runs under its own virtual environment, benchmarks/_venv_lightly (gitignored, not a project
+dependency), which this script creates on first use. Results: benchmarks/results/speed_simclr.json and
+speed_simclr.md. Timings mean something only on an otherwise idle machine: the load average before
+and after is recorded next to them.
+
+    .venv/bin/python benchmarks/speed_simclr.py              # the full comparison (5 epochs each)
+    .venv/bin/python benchmarks/speed_simclr.py --quick      # a smoke run of both sides in ~a minute
+    .venv/bin/python benchmarks/speed_simclr.py --skip-lightly --epochs 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfsup.data.base import ImageData
+from selfsup.data.sources import fashion_mnist
+from selfsup.evaluate import extract_features, knn_classify
+from selfsup.methods.base import Method, build_method
+from selfsup.train import TrainConfig, pretrain
+
+HERE = Path(__file__).resolve().parent
+LIGHTLY_VENV = HERE / "_venv_lightly"
+LIGHTLY_SCRIPT = HERE / "_lightly_simclr.py"
+LIGHTLY_PACKAGES = ["torch==2.14.1", "torchvision==0.29.1", "lightly"]
+WORK = HERE / "_work"  # gitignored scratch: data dump, run folders, lightly features
+RESULTS = HERE / "results"
+ENCODER = {"widths": (64, 32, 16)}  # the RotNet-demo ConvNet the comparison is specified for
+REFERENCE_LIGHTLY = {"images_per_s": 850.0, "knn_acc": 0.795}  # measured here on a quiet machine, 5 epochs
+
+
+# --- settings ----------------------------------------------------------------------------------------
+def build_simclr(spec: Any, batch_norm: bool) -> Method:
+    return build_method("simclr", spec, encoder_kwargs=dict(ENCODER, batch_norm=batch_norm))
+
+
+def projection_head_shape(method: Method) -> dict:
+    """The projector's layer sizes, read from its Linear layers, so lightly builds the same head."""
+    linears = [m for m in method.projector.modules() if isinstance(m, nn.Linear)]
+    has_bn = any(isinstance(m, nn.BatchNorm1d) for m in method.projector.modules())
+    return {"input_dim": linears[0].in_features, "hidden_dim": linears[0].out_features,
+            "output_dim": linears[-1].out_features, "num_layers": len(linears), "batch_norm": has_bn}
+
+
+def shared_settings(method: Method, epochs: int, batch_size: int, seed: int, workers: int) -> dict:
+    """Everything the lightly side needs to train the same model the same way, from our method."""
+    cfg = method.config
+    return {
+        "epochs": epochs, "batch_size": batch_size, "seed": seed, "num_workers": workers,
+        "widths": list(cfg.encoder_kwargs["widths"]), "encoder_batch_norm": cfg.encoder_kwargs["batch_norm"],
+        "head": projection_head_shape(method), "temperature": cfg.temperature,
+        "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay,
+        "schedule": cfg.schedule, "warmup_epochs": cfg.warmup_epochs, "views": asdict(method.view_config),
+    }
+
+
+# --- (a) step overhead ---------------------------------------------------------------------------------
+def median_seconds(step: Callable[[], None], warmup: int, steps: int) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def step_overhead(train: ImageData, batch_size: int, batch_norm: bool, warmup: int, steps: int,
+                  seed: int) -> dict:
+    """Median seconds of a SimCLR step on N images vs a bare encoder step on 2N views (see the docstring)."""
+    torch.manual_seed(seed)
+    batch = train.batch(torch.randperm(len(train))[:batch_size])
+    method = build_simclr(train.spec, batch_norm).train()
+    optimizer = torch.optim.Adam(method.trainable_parameters(), lr=method.config.lr,
+                                 weight_decay=method.config.weight_decay)
+
+    def simclr_step() -> None:
+        loss, _ = method.loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        method.after_step(0.5)
+
+    bare = build_simclr(train.spec, batch_norm).encoder.train()
+    bare_optimizer = torch.optim.Adam(bare.parameters(), lr=method.config.lr, weight_decay=method.config.weight_decay)
+    with torch.no_grad():
+        views = torch.cat(method.make_views(batch))  # 2N ready-made views: no augmentation in the bare step
+
+    def bare_step() -> None:
+        loss = bare(views).mean()
+        bare_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        bare_optimizer.step()
+
+    def augment_only() -> None:
+        with torch.no_grad():
+            method.make_views(batch)
+
+    t_simclr = median_seconds(simclr_step, warmup, steps)
+    t_bare = median_seconds(bare_step, warmup, steps)
+    t_augment = median_seconds(augment_only, warmup, steps)
+    return {
+        "batch_images": batch_size, "views_per_step": 2 * batch_size,
+        "simclr_step_s": t_simclr, "bare_step_s": t_bare, "augment_s": t_augment,
+        "simclr_images_per_s": batch_size / t_simclr, "simclr_views_per_s": 2 * batch_size / t_simclr,
+        "bare_views_per_s": 2 * batch_size / t_bare, "keeps": t_bare / t_simclr, "goal_keeps": 0.80,
+    }
+
+
+# --- (b) full runs ----------------------------------------------------------------------------------------
+def run_ours(train: ImageData, test: ImageData, epochs: int, batch_size: int, batch_norm: bool,
+             seed: int) -> dict:
+    torch.manual_seed(seed)
+    method = build_simclr(train.spec, batch_norm)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, knn_every=0, progress_bar=False)
+    result = pretrain(method, train, cfg, WORK / "run-ours")
+    knn = knn_classify(extract_features(method, train), train.labels, extract_features(method, test), test.labels,
+                       k=200, temperature=0.07)
+    return {"train_seconds": result.seconds, "images_per_s": result.images_per_s,
+            "images_seen": (len(train) // batch_size) * batch_size * epochs, "knn_acc": knn["acc"],
+            "torch_threads": torch.get_num_threads(), "final_metrics": result.final}
+
+
+def lightly_python(install: bool) -> Path:
+    """The lightly venv's python, creating the venv (pinned torch/torchvision + lightly) when missing."""
+    python = LIGHTLY_VENV / "bin" / "python"
+    probe = [str(python), "-c", "import lightly, torchvision"]
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
+        return python
+    if not install:
+        raise SystemExit(f"{LIGHTLY_VENV} has no working lightly; run without --no-install to create it")
+    print(f"creating {LIGHTLY_VENV} (torch, torchvision, lightly; a few minutes) ...", flush=True)
+    # The system python3, not this venv's: the lightly venv must not inherit the project's packages.
+    subprocess.run(["python3", "-m", "venv", str(LIGHTLY_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *LIGHTLY_PACKAGES], check=True)
+    return python
+
+
+def run_lightly(train: ImageData, test: ImageData, settings: dict, install: bool) -> dict:
+    python = lightly_python(install)
+    WORK.mkdir(parents=True, exist_ok=True)
+    data, settings_file = WORK / "fashion_mnist.npz", WORK / "lightly_settings.json"
+    result_file, features_file = WORK / "lightly_result.json", WORK / "lightly_features.npz"
+    np.savez(data, train_images=train.images[:, 0].numpy(), train_labels=train.labels.numpy(),
+             test_images=test.images[:, 0].numpy(), test_labels=test.labels.numpy())
+    settings_file.write_text(json.dumps(settings, indent=2))
+    subprocess.run([str(python), str(LIGHTLY_SCRIPT), "--data", str(data), "--settings", str(settings_file),
+                    "--result", str(result_file), "--features", str(features_file)], check=True)
+    result = json.loads(result_file.read_text())
+    features = np.load(features_file)
+    knn = knn_classify(torch.from_numpy(features["train"]), train.labels, torch.from_numpy(features["test"]),
+                       test.labels, k=200, temperature=0.07)
+    return dict(result, knn_acc=knn["acc"])
+
+
+# --- report ---------------------------------------------------------------------------------------------
+def machine_info() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
+
+
+def write_markdown(report: dict, path: Path) -> None:
+    lines = ["# SimCLR speed: selfsup vs a bare step vs lightly", ""]
+    if report["quick"]:
+        lines += ["**Quick smoke run** (tiny data, 1 epoch): checks that both sides run; the numbers are not "
+                  "a benchmark.", ""]
+    load = report["load_average"]
+    lines += [f"Machine: {report['machine']['cpu']}, {report['machine']['cpu_count']} cores, "
+              f"torch {report['machine']['torch']}. Load average before {load['before']:.2f}, after "
+              f"{load['after']:.2f} (timings are only meaningful when both are well below the core count).",
+              f"Settings: {report['settings']['epochs']} epochs, batch {report['settings']['batch_size']}, "
+              f"{report['train_images']} train / {report['test_images']} test images, encoder ConvNet "
+              f"{report['settings']['widths']} (BatchNorm {report['settings']['encoder_batch_norm']}), head "
+              f"{report['settings']['head']}, temperature {report['settings']['temperature']}, "
+              f"{report['settings']['optimizer']} lr {report['settings']['lr']} ({report['settings']['schedule']}).", ""]
+    a = report.get("step_overhead")
+    if a:
+        lines += ["## (a) SimCLR step vs bare encoder step (same 2N views through the encoder)", "",
+                  "| step | median s | views/s | images/s |", "|---|---|---|---|",
+                  f"| bare encoder fwd+bwd+Adam on {a['views_per_step']} ready views | {a['bare_step_s']:.4f} | "
+                  f"{a['bare_views_per_s']:.0f} | {a['bare_views_per_s'] / 2:.0f} |",
+                  f"| SimCLR on {a['batch_images']} images (views+encoder+head+NT-Xent+Adam) | "
+                  f"{a['simclr_step_s']:.4f} | {a['simclr_views_per_s']:.0f} | {a['simclr_images_per_s']:.0f} |",
+                  f"| of which: making the two views | {a['augment_s']:.4f} | | |", "",
+                  f"SimCLR keeps **{a['keeps']:.0%}** of the bare per-view throughput (goal >= "
+                  f"{a['goal_keeps']:.0%}).", ""]
+    ours, theirs = report.get("ours"), report.get("lightly")
+    if ours or theirs:
+        lines += ["## (b) Full pretraining + kNN (k=200, cosine, T=0.07)", "",
+                  "| side | train wall s | images/s | kNN acc |", "|---|---|---|---|"]
+        for name, r in (("selfsup (Lightning trainer)", ours), ("lightly (DataLoader, 2 workers)", theirs)):
+            if r:
+                lines.append(f"| {name} | {r['train_seconds']:.1f} | {r['images_per_s']:.0f} | {r['knn_acc']:.4f} |")
+        if ours and theirs:
+            c = report["comparison"]
+            lines += ["", f"Speed-up {c['speedup']:.2f}x (goal >= 3x); kNN difference "
+                          f"{c['knn_difference']:+.4f} (goal >= 0)."]
+        if theirs:
+            lines += ["", f"lightly side versions: {theirs['versions']}. Its projection head ends in "
+                          "Linear(no bias) + BatchNorm1d (lightly's SimCLRProjectionHead); ours in a plain Linear."]
+        lines += ["", f"Reference for lightly on a quiet machine here: about "
+                      f"{REFERENCE_LIGHTLY['images_per_s']:.0f} images/s, kNN about {REFERENCE_LIGHTLY['knn_acc']:.1%}."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="lightly DataLoader workers (its docs' way)")
+    parser.add_argument("--no-batch-norm", action="store_true",
+                        help="ConvNet without BatchNorm (default: with, as our SimCLR uses)")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps for (a)")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run: 2048 train / 1000 test, 1 epoch")
+    parser.add_argument("--skip-lightly", action="store_true")
+    parser.add_argument("--skip-ours", action="store_true")
+    parser.add_argument("--no-install", action="store_true", help="fail instead of creating the lightly venv")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    splits = fashion_mnist()
+    train, test = splits.train, splits.test
+    epochs, steps, warmup = args.epochs, args.steps, 3
+    if args.quick:
+        train, test = train.subset(torch.arange(2048)), test.subset(torch.arange(1000))
+        epochs, steps, warmup = 1, 3, 1
+    batch_norm = not args.no_batch_norm
+    load_before = os.getloadavg()[0]
+    probe = build_simclr(train.spec, batch_norm)
+    settings = shared_settings(probe, epochs, args.batch_size, args.seed, args.workers)
+    report: dict = {"quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(),
+                    "settings": settings, "train_images": len(train), "test_images": len(test)}
+    if not args.skip_ours:
+        print("(a) step overhead ...", flush=True)
+        report["step_overhead"] = step_overhead(train, args.batch_size, batch_norm, warmup, steps, args.seed)
+        print(json.dumps(report["step_overhead"]), flush=True)
+        print("(b) our pretraining ...", flush=True)
+        report["ours"] = run_ours(train, test, epochs, args.batch_size, batch_norm, args.seed)
+        print(json.dumps(report["ours"]), flush=True)
+    if not args.skip_lightly:
+        print("(b) lightly pretraining ...", flush=True)
+        report["lightly"] = run_lightly(train, test, settings, install=not args.no_install)
+    if "ours" in report and "lightly" in report:
+        report["comparison"] = {
+            "speedup": report["ours"]["images_per_s"] / report["lightly"]["images_per_s"], "goal_speedup": 3.0,
+            "knn_difference": report["ours"]["knn_acc"] - report["lightly"]["knn_acc"]}
+    report["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "speed_simclr.json").write_text(json.dumps(report, indent=2, default=str))
+    write_markdown(report, args.out / "speed_simclr.md")
+    print((args.out / "speed_simclr.md").read_text())
+    return report
+
+
+if __name__ == "__main__":
+    main()
