@@ -1,0 +1,107 @@
+"""Two CPU processes (gloo), each with half of a global batch, equal one process on the whole batch.
+
+Checked for `gather_with_grad` itself, SimCLR (loss and DDP-averaged gradients) and MoCo (loss,
+gradients, and the queue after enqueueing the gathered keys, with shuffled BN's shuffle/unshuffle in the
+path). BatchNorm is replaced by Identity in both runs: per-process BN statistics legitimately differ from
+whole-batch ones (SyncBatchNorm has no CPU kernel), and that is not what these tests are about.
+Views are precomputed from a fixed generator so both runs see the same inputs. One spawn runs all checks.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+from selfsup.data.base import DataSpec
+from selfsup.distributed import gather_with_grad, rank, world_size
+from selfsup.methods.base import build_method
+
+WORLD = 2
+GLOBAL_BATCH = 8
+SPEC = DataSpec("image", channels=1, height=28, width=28)
+TINY = {"encoder_kwargs": {"widths": (4, 4, 4), "batch_norm": False}}
+
+
+def _strip_batchnorm(module: nn.Module) -> nn.Module:
+    for name, child in module.named_children():
+        if isinstance(child, nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, nn.Identity())
+        else:
+            _strip_batchnorm(child)
+    return module
+
+
+def _views() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(123)
+    return torch.rand(GLOBAL_BATCH, 1, 28, 28, generator=g), torch.rand(GLOBAL_BATCH, 1, 28, 28, generator=g)
+
+
+def _build(name: str, **options: object) -> nn.Module:
+    torch.manual_seed(0)  # the same initial weights (and MoCo queue) in every process
+    return _strip_batchnorm(build_method(name, SPEC, **TINY, **options))
+
+
+def _step(method: nn.Module, view1: torch.Tensor, view2: torch.Tensor) -> dict:
+    """One loss + backward; gradients averaged over processes as DDP does."""
+    loss, _ = method.loss_from_views(view1, view2)
+    loss.backward()
+    grads = {}
+    for name, p in method.named_parameters():
+        if p.requires_grad:
+            g = p.grad.clone()
+            if dist.is_initialized():
+                dist.all_reduce(g)
+                g /= world_size()
+            grads[name] = g
+    out = {"loss": loss.detach(), "grads": grads}
+    if hasattr(method, "queue"):
+        out["queue"], out["queue_ptr"] = method.queue.clone(), method.queue_ptr.clone()
+    return out
+
+
+def _run_all(shard: slice) -> dict:
+    v1, v2 = _views()
+    results = {"simclr": _step(_build("simclr", temperature=0.5), v1[shard], v2[shard]),
+               "mocov2": _step(_build("mocov2", dim=4, queue_size=16), v1[shard], v2[shard])}
+    # gather_with_grad: rank r's x meets the same weights on every rank, so its gradient is the sum
+    x = (torch.arange(3.0) + 10 * rank()).requires_grad_()
+    weights = torch.arange(3.0 * world_size()) + 1
+    (gather_with_grad(x) * weights).sum().backward()
+    results["gathered_grad"] = x.grad.clone()
+    return results
+
+
+def _worker(local_rank: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=local_rank, world_size=WORLD)
+    try:
+        per_rank = GLOBAL_BATCH // WORLD
+        results = _run_all(slice(local_rank * per_rank, (local_rank + 1) * per_rank))
+        torch.save(results, os.path.join(out_dir, f"rank{local_rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_equal_one_process_on_the_global_batch(tmp_path: Path) -> None:
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    single = _run_all(slice(0, GLOBAL_BATCH))
+
+    for name in ("simclr", "mocov2"):
+        mean_loss = sum(r[name]["loss"] for r in ranks) / WORLD  # each rank's loss averages its own anchors
+        torch.testing.assert_close(mean_loss, single[name]["loss"], atol=1e-5, rtol=1e-5)
+        for param, grad in single[name]["grads"].items():
+            for r in ranks:  # after all_reduce every rank holds the same averaged gradient
+                torch.testing.assert_close(r[name]["grads"][param], grad, atol=1e-5, rtol=1e-4)
+    for r in ranks:  # MoCo enqueues the keys of both processes, in rank order
+        torch.testing.assert_close(r["mocov2"]["queue"], single["mocov2"]["queue"], atol=1e-6, rtol=1e-5)
+        assert int(r["mocov2"]["queue_ptr"]) == int(single["mocov2"]["queue_ptr"]) == GLOBAL_BATCH
+
+    weights = torch.arange(3.0 * WORLD) + 1
+    for r, result in enumerate(ranks):
+        torch.testing.assert_close(result["gathered_grad"], WORLD * weights[3 * r:3 * (r + 1)])
+    torch.testing.assert_close(single["gathered_grad"], weights[:3])  # one process: gather is the identity
