@@ -1,0 +1,257 @@
+"""Text data: Debian's `fortunes` corpus (category = label) or the user's own text files, tokenized once.
+
+A `TextData` keeps the whole corpus as token tensors in memory:
+- `input_ids` (N, L) int64: [CLS] subwords [SEP] [PAD]..., truncated to L = `seq_len` (MLM, CLM, probes);
+- `segments` (N, 2, S) int64 and `segment_lengths` (N, 2): the document's first 2S subwords cut in two
+  consecutive halves, S = (L - 3) // 2, so NSP/SOP methods build "[CLS] A [SEP] B [SEP]" pairs of
+  length <= L on the device (a "random segment from another document" comes from another row).
+`batch(index)` returns these as a dict of tensors; `spec` is a DataSpec(modality="text", ...).
+
+Fortunes: files in /usr/share/games/fortunes/, entries separated by lines holding only `%`. The
+default keeps the categories with at least 400 non-empty entries (16 of them in Debian's
+fortunes-min/-mod packages; the offensive `off/` folder is never read) and draws 400 entries of each at
+random (seeded), so classes are balanced; texts are truncated to 64 subwords.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from selfsup.data.base import DatasetSplits, DataSpec
+from selfsup.data.registry import DATASETS
+from selfsup.errors import SelfSupError
+from selfsup.text.tokenizer import CLS_ID, PAD_ID, SEP_ID
+
+FORTUNE_DIR = Path("/usr/share/games/fortunes")
+TEXT_SUFFIXES = {"", ".txt", ".text", ".md"}
+
+
+# --- parsing ---------------------------------------------------------------------------------------
+def decode_text(data: bytes) -> str:
+    """UTF-8 when valid, else Latin-1 (old fortune files; Latin-1 decodes any byte, so nothing is lost)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def parse_fortunes(data: bytes) -> list[str]:
+    """Entries of a fortune file: text between lines that hold only `%`; empty entries are dropped.
+
+    Each entry is decoded on its own, so one bad byte does not change how the rest of the file reads.
+    """
+    entries, current = [], []
+    for line in data.splitlines():
+        if line.strip() == b"%":
+            entries.append(b"\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    entries.append(b"\n".join(current))
+    texts = (decode_text(e).strip() for e in entries)
+    return [t for t in texts if t]
+
+
+def parse_paragraphs(data: bytes) -> list[str]:
+    """Documents of a plain text file: fortune-style `%` entries if it has any, else blank-line paragraphs."""
+    if any(line.strip() == b"%" for line in data.splitlines()):
+        return parse_fortunes(data)
+    text = decode_text(data).replace("\r\n", "\n")
+    paragraphs = (p.strip() for p in text.split("\n\n"))
+    return [p for p in paragraphs if p]
+
+
+def read_fortune_categories(root: str | Path = FORTUNE_DIR) -> dict[str, list[str]]:
+    """{category: entries} for every fortune file directly in `root` (skips .dat/.u8 indexes and folders)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SelfSupError(f"fortunes not found at {root}; install them with "
+                           f"`sudo apt-get install fortunes fortunes-min` (Debian/Ubuntu)")
+    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix == "")
+    return {p.name: parse_fortunes(p.read_bytes()) for p in files}
+
+
+def balance_categories(by_category: dict[str, list[str]], min_entries: int, per_class: int,
+                       seed: int = 0) -> tuple[list[str], list[int], list[str]]:
+    """Keep categories with >= `min_entries` entries and draw `per_class` of each (seeded) for balance."""
+    kept = sorted(c for c, entries in by_category.items() if len(entries) >= min_entries)
+    if len(kept) < 2:
+        raise SelfSupError(f"only {len(kept)} fortune categories have at least {min_entries} entries; "
+                           f"lower min_entries")
+    g = torch.Generator().manual_seed(seed)
+    texts, labels = [], []
+    for label, category in enumerate(kept):
+        entries = by_category[category]
+        order = torch.randperm(len(entries), generator=g)[:per_class].tolist()
+        texts += [entries[i] for i in order]
+        labels += [label] * len(order)
+    return texts, labels, kept
+
+
+# --- vectorised packing -----------------------------------------------------------------------------
+def pack_rows(flat: Tensor, starts: Tensor, lengths: Tensor, width: int, pad: int = PAD_ID) -> Tensor:
+    """Rows (N, width) with row i = flat[starts[i] : starts[i] + lengths[i]], then `pad` (lengths <= width)."""
+    cols = torch.arange(width)
+    valid = cols < lengths[:, None]
+    index = (starts[:, None] + cols).clamp(max=max(len(flat) - 1, 0))
+    return torch.where(valid, flat[index] if len(flat) else torch.full_like(index, pad), torch.full_like(index, pad))
+
+
+def token_tensors(ids: list[list[int]], seq_len: int) -> dict[str, Tensor]:
+    """input_ids (N, seq_len) with [CLS]/[SEP], and two consecutive segments (N, 2, S) per document."""
+    lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+    flat = torch.tensor(list(itertools.chain.from_iterable(ids)), dtype=torch.long)
+    offsets = torch.cumsum(lengths, 0) - lengths
+    n = len(ids)
+    # Single document: [CLS] body [SEP], body truncated to seq_len - 2.
+    body_len = lengths.clamp(max=seq_len - 2)
+    input_ids = torch.full((n, seq_len), PAD_ID, dtype=torch.long)
+    input_ids[:, 0] = CLS_ID
+    input_ids[:, 1:seq_len - 1] = pack_rows(flat, offsets, body_len, seq_len - 2)
+    input_ids[torch.arange(n), body_len + 1] = SEP_ID
+    # Pairs: the first 2S subwords cut in the middle, so [CLS] A [SEP] B [SEP] fits in seq_len.
+    seg = (seq_len - 3) // 2
+    used = lengths.clamp(max=2 * seg)
+    first = (used + 1) // 2
+    second = used - first
+    segments = torch.stack([pack_rows(flat, offsets, first, seg), pack_rows(flat, offsets + first, second, seg)], 1)
+    return {"input_ids": input_ids, "segments": segments, "segment_lengths": torch.stack([first, second], 1)}
+
+
+# --- the data object --------------------------------------------------------------------------------
+@dataclass
+class TextData:
+    """A tokenized corpus in memory, with optional int64 labels (N,) and the tokenizer (as JSON)."""
+
+    input_ids: Tensor
+    segments: Tensor
+    segment_lengths: Tensor
+    labels: Tensor | None
+    classes: list[str]
+    tokenizer_json: str
+    texts: list[str] = field(default_factory=list)
+    name: str = "text"
+
+    def __post_init__(self) -> None:
+        n = len(self.input_ids)
+        if self.labels is not None and len(self.labels) != n:
+            raise ValueError(f"{n} documents but {len(self.labels)} labels")
+
+    @classmethod
+    def from_texts(cls, texts: list[str], labels: list[int] | None = None, classes: list[str] | None = None,
+                   tokenizer=None, seq_len: int = 64, vocab_size: int = 4000, name: str = "text") -> "TextData":
+        """Tokenize `texts` once (training a WordPiece tokenizer on them when none is given).
+
+        Documents with fewer than 2 subwords are dropped: they cannot make two segments.
+        """
+        from selfsup.text.tokenizer import encode, train_tokenizer
+
+        if seq_len < 7:
+            raise SelfSupError(f"seq_len must be at least 7 to hold a segment pair, got {seq_len}")
+        if not texts:
+            raise SelfSupError(f"{name}: no text documents found")
+        if tokenizer is None:
+            tokenizer = train_tokenizer(texts, vocab_size)
+        ids = encode(tokenizer, texts)
+        keep = [i for i, x in enumerate(ids) if len(x) >= 2]
+        if not keep:
+            raise SelfSupError(f"{name}: every document is shorter than 2 subwords")
+        tensors = token_tensors([ids[i] for i in keep], seq_len)
+        kept_labels = None if labels is None else torch.tensor([labels[i] for i in keep], dtype=torch.long)
+        return cls(labels=kept_labels, classes=list(classes or []), tokenizer_json=tokenizer.to_str(),
+                   texts=[texts[i] for i in keep], name=name, **tensors)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def seq_len(self) -> int:
+        return self.input_ids.shape[1]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    @property
+    def tokenizer(self):
+        if not hasattr(self, "_tokenizer"):
+            from selfsup.text.tokenizer import tokenizer_from_json
+            object.__setattr__(self, "_tokenizer", tokenizer_from_json(self.tokenizer_json))
+        return self._tokenizer
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec("text", channels=0, height=0, width=0, vocab_size=self.vocab_size, seq_len=self.seq_len,
+                        num_classes=len(self.classes), extra={"segment_len": self.segments.shape[2]})
+
+    def subset(self, index: Tensor, name: str | None = None) -> "TextData":
+        index = torch.as_tensor(index, dtype=torch.long)
+        out = TextData(self.input_ids[index], self.segments[index], self.segment_lengths[index],
+                       None if self.labels is None else self.labels[index], list(self.classes),
+                       self.tokenizer_json, [self.texts[i] for i in index.tolist()] if self.texts else [],
+                       name or self.name)
+        if hasattr(self, "_tokenizer"):
+            object.__setattr__(out, "_tokenizer", self._tokenizer)
+        return out
+
+    def batch(self, index: Tensor) -> dict[str, Tensor]:
+        """The raw batch a text method's `loss` receives (a dict of tensors; the trainer moves it to device)."""
+        input_ids = self.input_ids[index]
+        return {"input_ids": input_ids, "attention_mask": input_ids != PAD_ID,
+                "segments": self.segments[index], "segment_lengths": self.segment_lengths[index]}
+
+    def labeled_batch(self, index: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+        assert self.labels is not None, f"{self.name} has no labels"
+        return self.batch(index), self.labels[index]
+
+    def save_to(self, run_dir: str | Path) -> Path:
+        """Write the tokenizer as `tokenizer.json` in the run folder (generation and reloading read it)."""
+        from selfsup.text.tokenizer import save_tokenizer
+        return save_tokenizer(self.tokenizer, run_dir)
+
+
+# --- sources ----------------------------------------------------------------------------------------
+@DATASETS.register("fortunes")
+def fortunes(root: str | Path = FORTUNE_DIR, seq_len: int = 64, vocab_size: int = 4000, min_entries: int = 400,
+             per_class: int = 400, seed: int = 0, tokenizer=None) -> DatasetSplits:
+    """Debian fortunes, balanced: categories with >= `min_entries` entries, `per_class` drawn from each.
+
+    Pass `tokenizer` (e.g. `load_tokenizer(run_dir)`) to re-encode with a saved run's vocabulary.
+    No test split of its own: `make_splits` carves one out per class.
+    """
+    texts, labels, classes = balance_categories(read_fortune_categories(root), min_entries, per_class, seed)
+    return DatasetSplits(TextData.from_texts(texts, labels, classes, tokenizer, seq_len, vocab_size, "fortunes"),
+                         None)
+
+
+def text_files(path: str | Path, seq_len: int = 64, vocab_size: int = 4000, tokenizer=None) -> DatasetSplits:
+    """The user's text: a file or a flat folder (unlabeled), or a folder with one subfolder per class.
+
+    Each file is cut into documents: fortune-style `%` entries when it has them, else blank-line paragraphs.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SelfSupError(f"no such text file or folder: {path}")
+    if path.is_file():
+        texts, labels, classes = parse_paragraphs(path.read_bytes()), None, []
+    else:
+        class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if class_dirs:
+            texts, labels, classes = [], [], [d.name for d in class_dirs]
+            for label, d in enumerate(class_dirs):
+                docs = [t for f in _text_files_in(d) for t in parse_paragraphs(f.read_bytes())]
+                texts += docs
+                labels += [label] * len(docs)
+        else:
+            texts = [t for f in _text_files_in(path) for t in parse_paragraphs(f.read_bytes())]
+            labels, classes = None, []
+    return DatasetSplits(TextData.from_texts(texts, labels, classes, tokenizer, seq_len, vocab_size, path.name), None)
+
+
+def _text_files_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
+                  and not p.name.startswith("."))

@@ -1,0 +1,86 @@
+"""A WordPiece tokenizer trained on the corpus with Hugging Face `tokenizers`, saved in the run folder.
+
+The special tokens get fixed ids, so methods can rely on them without the tokenizer object:
+[PAD]=0, [CLS]=1, [SEP]=2, [MASK]=3, [UNK]=4; every id >= NUM_SPECIAL is an ordinary subword.
+`tokenizers` is imported inside the functions, so `import selfsup` stays cheap.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+from selfsup.errors import SelfSupError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+SPECIAL_TOKENS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
+PAD_ID, CLS_ID, SEP_ID, MASK_ID, UNK_ID = range(len(SPECIAL_TOKENS))
+NUM_SPECIAL = len(SPECIAL_TOKENS)
+TOKENIZER_FILE = "tokenizer.json"
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000, lowercase: bool = True) -> "Tokenizer":
+    """Train a BERT-style WordPiece tokenizer (whitespace+punctuation pre-split, `##` continuations).
+
+    BERT used a 30k WordPiece vocabulary; 4,000 is scaled down for a ~2 MB corpus and a tiny model.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+    tokenizer.normalizer = normalizers.Sequence(steps)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                        show_progress=False)
+    tokenizer.train_from_iterator(list(texts), trainer=trainer)
+    check_special_ids(tokenizer)
+    return tokenizer
+
+
+def check_special_ids(tokenizer: "Tokenizer") -> None:
+    """Methods hard-wire the special ids, so a tokenizer that numbers them differently is refused."""
+    for expected, token in enumerate(SPECIAL_TOKENS):
+        if tokenizer.token_to_id(token) != expected:
+            raise SelfSupError(f"tokenizer gives {token} id {tokenizer.token_to_id(token)}, expected {expected}; "
+                               f"train it with selfsup.text.tokenizer.train_tokenizer")
+
+
+def encode(tokenizer: "Tokenizer", texts: list[str]) -> list[list[int]]:
+    """Subword ids of each text, without special tokens (the data adds [CLS]/[SEP] itself)."""
+    return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+
+def decode(tokenizer: "Tokenizer", ids: Iterable[int]) -> str:
+    """Text from ids, dropping special tokens."""
+    return tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
+
+
+def save_tokenizer(tokenizer: "Tokenizer", run_dir: str | Path) -> Path:
+    path = Path(run_dir) / TOKENIZER_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(path))
+    return path
+
+
+def load_tokenizer(path: str | Path) -> "Tokenizer":
+    """Read `tokenizer.json` from a run folder (or the file itself)."""
+    from tokenizers import Tokenizer
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / TOKENIZER_FILE
+    if not path.exists():
+        raise SelfSupError(f"no tokenizer at {path}; text runs save {TOKENIZER_FILE} in their run folder")
+    tokenizer = Tokenizer.from_file(str(path))
+    check_special_ids(tokenizer)
+    return tokenizer
+
+
+def tokenizer_from_json(text: str) -> "Tokenizer":
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(text)
+    check_special_ids(tokenizer)
+    return tokenizer

@@ -1,0 +1,100 @@
+"""Text data: the fortunes parser, category balancing, vectorised packing and the TextData object."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from selfsup.data.registry import DATASETS
+from selfsup.data.text import (FORTUNE_DIR, TextData, balance_categories, fortunes, parse_fortunes,
+                               read_fortune_categories, text_files, token_tensors)
+from selfsup.errors import SelfSupError
+from selfsup.text.tokenizer import load_tokenizer
+
+
+def test_parser_splits_on_percent_lines_and_drops_empty_entries():
+    data = b"first entry\nline two\n%\n%\n   \n%\nsecond\r\n%\r\nthird 100% sure\n%\n"
+    assert parse_fortunes(data) == ["first entry\nline two", "second", "third 100% sure"]
+
+
+def test_parser_handles_bytes_that_are_not_utf8():
+    data = "na\u00efve utf-8\n%\n".encode() + b"caf\xe9 in latin-1\n%\n\xff\xfe odd\n"
+    assert parse_fortunes(data) == ["na\u00efve utf-8", "caf\u00e9 in latin-1", "\u00ff\u00fe odd"]
+
+
+def test_categories_skip_index_files_and_folders(tmp_path):
+    (tmp_path / "jokes").write_bytes(b"a\n%\nb\n%\nc\n")
+    (tmp_path / "jokes.dat").write_bytes(b"\x00\x01")
+    (tmp_path / "jokes.u8").write_bytes(b"x\n%\ny\n")
+    (tmp_path / "off").mkdir()
+    (tmp_path / "off" / "rude").write_bytes(b"nope\n")
+    assert read_fortune_categories(tmp_path) == {"jokes": ["a", "b", "c"]}
+    with pytest.raises(SelfSupError, match="apt-get install"):
+        read_fortune_categories(tmp_path / "missing")
+
+
+def test_balance_keeps_big_categories_and_draws_equal_counts():
+    by_cat = {"big": [f"b{i}" for i in range(10)], "small": ["s"], "mid": [f"m{i}" for i in range(5)]}
+    texts, labels, classes = balance_categories(by_cat, min_entries=5, per_class=4, seed=0)
+    assert classes == ["big", "mid"]
+    assert labels == [0] * 4 + [1] * 4
+    assert all(t.startswith("b") for t in texts[:4]) and all(t.startswith("m") for t in texts[4:])
+    assert len(set(texts)) == 8
+    assert balance_categories(by_cat, 5, 4, seed=0) == (texts, labels, classes)
+
+
+def test_token_tensors_pack_exactly():
+    out = token_tensors([[5, 6, 7], list(range(8, 18))], seq_len=9)  # segment length S = (9 - 3) // 2 = 3
+    assert out["input_ids"].tolist() == [[1, 5, 6, 7, 2, 0, 0, 0, 0], [1, 8, 9, 10, 11, 12, 13, 14, 2]]
+    assert out["segments"].tolist() == [[[5, 6, 0], [7, 0, 0]], [[8, 9, 10], [11, 12, 13]]]
+    assert out["segment_lengths"].tolist() == [[2, 1], [3, 3]]
+
+
+CORPUS = ["the cat sat on the mat", "a dog barked at a cat", "x", "dogs and cats and mats",
+          "nobody expects the inquisition", "cats sit, dogs bark"]
+
+
+def test_text_data_from_texts(tmp_path):
+    data = TextData.from_texts(CORPUS, [0, 1, 0, 1, 0, 1], ["a", "b"], seq_len=16, vocab_size=120, name="tiny")
+    assert len(data) == 5  # "x" is one subword: too short for two segments
+    assert data.labels.tolist() == [0, 1, 1, 0, 1]
+    assert data.texts[2] == "dogs and cats and mats"
+    spec = data.spec
+    assert (spec.modality, spec.seq_len, spec.num_classes, spec.vocab_size) == ("text", 16, 2, data.vocab_size)
+    assert spec.extra["segment_len"] == 6
+    batch = data.batch(torch.tensor([0, 2]))
+    assert batch["input_ids"].shape == (2, 16) and batch["input_ids"].dtype == torch.int64
+    assert torch.equal(batch["attention_mask"], batch["input_ids"] != 0)
+    assert batch["segments"].shape == (2, 2, 6)
+    assert data.tokenizer.decode(batch["input_ids"][1].tolist()) == "dogs and cats and mats"
+    sub = data.subset(torch.tensor([4, 0]))
+    assert sub.texts == [data.texts[4], data.texts[0]] and sub.labels.tolist() == [1, 0]
+    assert torch.equal(sub.input_ids, data.input_ids[[4, 0]])
+    data.save_to(tmp_path)
+    again = TextData.from_texts(CORPUS, tokenizer=load_tokenizer(tmp_path), seq_len=16)
+    assert torch.equal(again.input_ids, data.input_ids) and again.labels is None
+
+
+def test_text_files_folder_with_classes(tmp_path):
+    (tmp_path / "pos").mkdir()
+    (tmp_path / "neg").mkdir()
+    (tmp_path / "pos" / "a.txt").write_text("good great film\n\nlovely happy ending\n")
+    (tmp_path / "neg" / "b.txt").write_text("bad awful plot\n%\nboring sad ending\n")
+    splits = text_files(tmp_path, seq_len=16, vocab_size=80)
+    assert splits.test is None
+    assert splits.train.classes == ["neg", "pos"]
+    assert splits.train.labels.tolist() == [0, 0, 1, 1]
+    assert splits.train.texts == ["bad awful plot", "boring sad ending", "good great film", "lovely happy ending"]
+    flat = text_files(tmp_path / "pos" / "a.txt", seq_len=16, vocab_size=80).train
+    assert flat.labels is None and len(flat) == 2 and flat.spec.num_classes == 0
+    with pytest.raises(SelfSupError, match="no such"):
+        text_files(tmp_path / "nothing")
+
+
+@pytest.mark.skipif(not FORTUNE_DIR.is_dir(), reason="Debian fortunes not installed")
+def test_fortunes_dataset_is_registered_and_balanced():
+    assert DATASETS.get("fortunes") is fortunes
+    data = fortunes(per_class=50, min_entries=400, vocab_size=1000).train
+    counts = torch.bincount(data.labels)
+    assert len(data.classes) >= 10 and "pratchett" not in data.classes
+    assert counts.max() == 50 and counts.min() >= 48  # only 1-subword entries may be dropped
+    assert data.input_ids.shape[1] == 64
