@@ -1,0 +1,108 @@
+"""Colourisation as tracking: exact colour quantisation, pointer attention and colour copying against plain
+references, the loss as written in the paper, grey-only input, and training that lowers the loss."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from selfsup.data.sprites import PALETTE, make_sprite_clips
+from selfsup.methods.base import build_method
+from selfsup.methods.tracking_colorization import (copy_colors, pointer_attention, quantize_colors,
+                                                   reference_and_target, to_gray)
+
+TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}, "embed_dim": 8}
+
+
+def colour_clips(n: int = 4, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
+    images[:, :, 1:7, 1:7] = torch.randint(100, 256, (6, 1, 6, 6), generator=g, dtype=torch.uint8)
+    return make_sprite_clips(images, torch.arange(6) % 2, n, frames=4, canvas=16, sprite_size=8, colors=True,
+                             seed=seed)
+
+
+def test_quantize_colors_exact_classes() -> None:
+    frames = torch.zeros(1, 3, 2, 2)
+    frames[0, :, 0, 0] = torch.tensor([0.5, 0.0, 0.0])  # dim red -> red (class 1), brightness does not matter
+    frames[0, :, 0, 1] = torch.tensor([0.0, 0.9, 0.9])  # cyan -> class 5
+    frames[0, :, 1, 0] = torch.tensor([0.05, 0.05, 0.0])  # darker than the threshold -> background 0
+    frames[0, :, 1, 1] = torch.tensor([0.8, 0.1, 0.7])  # nearest hue is magenta -> class 6
+    assert quantize_colors(frames, (2, 2)).tolist() == [[1, 5, 0, 6]]
+    assert torch.equal(PALETTE[4], torch.tensor([0.0, 1.0, 1.0]))
+
+
+def test_pointer_attention_is_a_softmax_over_reference_pixels() -> None:
+    g = torch.Generator().manual_seed(0)
+    target, reference = torch.randn(2, 3, 2, 2, generator=g), torch.randn(2, 3, 2, 2, generator=g)
+    attention = pointer_attention(target, reference, temperature=0.5)
+    for n in range(2):
+        for i in range(4):
+            f_i = target[n, :, i // 2, i % 2]
+            logits = [float(f_i @ reference[n, :, j // 2, j % 2]) / 0.5 for j in range(4)]
+            expected = [math.exp(v) / sum(math.exp(u) for u in logits) for v in logits]
+            assert attention[n, i].tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_copy_colors_with_a_pointing_attention_copies_exactly() -> None:
+    reference_classes = torch.tensor([[0, 3, 2]])
+    attention = torch.tensor([[[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0]]])
+    predicted = copy_colors(attention, reference_classes, 4)
+    assert predicted.tolist() == [[[0, 0, 1, 0], [0, 0, 0, 1], [0.5, 0, 0, 0.5]]]
+
+
+def test_reference_precedes_target_within_the_gap() -> None:
+    torch.manual_seed(0)
+    reference, target = reference_and_target(6, 500, 2, torch.device("cpu"))
+    assert (reference >= 0).all() and (reference < target).all() and (target - reference <= 2).all()
+    assert (target <= 5).all() and set((target - reference).tolist()) == {1, 2}
+
+
+def test_loss_is_the_cross_entropy_of_copied_colours_and_reaches_only_the_hypercolumn() -> None:
+    clips = colour_clips()
+    method = build_method("tracking-colorization", clips.spec, **TINY)
+    batch = clips.batch(torch.arange(4))
+    torch.manual_seed(3)
+    loss, metrics = method.loss(batch)
+    torch.manual_seed(3)
+    predicted, truth, _, _ = method.colorize(batch.float() / 255)
+    picked = predicted.gather(-1, truth.unsqueeze(-1)).squeeze(-1)
+    assert loss.item() == pytest.approx(-picked.clamp_min(1e-8).log().mean().item(), rel=1e-5)
+    loss.backward()
+    method.after_step(0.1)
+    blocks = method.encoder.blocks
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in blocks["conv1"].parameters())
+    assert all(p.grad is not None for p in blocks["conv2"].parameters())
+    assert all(p.grad is None for p in blocks["conv3"].parameters())  # not part of the per-pixel embedding
+    assert 0 <= float(metrics["foreground_acc"]) <= 1
+
+
+def test_encoder_sees_grey_only() -> None:
+    clips = colour_clips()
+    method = build_method("tracking-colorization", clips.spec, **TINY)
+    colour = clips.batch(torch.arange(4))
+    grey = colour.amax(dim=2, keepdim=True)
+    assert torch.equal(method.features(colour), method.features(grey[:, 0]))
+    assert torch.equal(to_gray(colour.float()[:, 0]), grey.float()[:, 0])
+    assert method.features(colour).shape == (4, method.feature_dim)
+
+
+def test_training_lowers_the_colourisation_loss() -> None:
+    torch.manual_seed(0)
+    clips = colour_clips(8)
+    method = build_method("tracking-colorization", clips.spec, **TINY)
+    batch = clips.batch(torch.arange(8))
+    opt = torch.optim.Adam(method.parameters(), lr=1e-2)
+    losses = []
+    for step in range(40):
+        torch.manual_seed(step % 2)  # two fixed (reference, target) draws, so the loss can be compared
+        loss, _ = method.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-2] < 0.7 * losses[0] and losses[-1] < 0.7 * losses[1]
+    examples = method.examples(batch)
+    assert examples["predicted_colors"].shape == (8, 3, 16, 16)
+    assert examples["attention_of_brightest_cell"].max() == 1
