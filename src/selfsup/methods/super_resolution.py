@@ -1,0 +1,148 @@
+"""Super-resolution as a pretext task: predict the full-resolution image from a x2 downsampled one.
+
+After SRGAN: Ledig, Theis, Huszár, Caballero, Cunningham, Acosta, Aitken, Tejani, Totz, Wang & Shi,
+"Photo-Realistic Single Image Super-Resolution Using a Generative Adversarial Network", CVPR 2017.
+Kept from the paper: x2 downsampled input; a generator trained with a pixel MSE, a content loss in a
+feature space and an adversarial loss weighted 1e-3; a discriminator trained in turn (`phases` =
+("discriminator", "generator")), each phase updating only its own player's parameters.
+The generator is the transferable encoder (a BlockEncoder) plus a decoder that predicts the residual
+over a bilinear upsampling of the low-resolution input (a global skip, as in SRResNet's design spirit).
+Deviations:
+- content features: no pretrained VGG offline, so the content loss compares the activations of a fixed,
+  randomly initialised conv net (3 convs, 32-32-64 channels, seed 0, never trained; random conv features
+  still measure local structure), instead of VGG54;
+- the encoder sees the low-resolution image upsampled back to full size (bilinear), not the raw
+  low-resolution one, so its input has the downstream image's size; `encoder_input` gives it the same
+  down-and-up view of downstream images, so evaluation matches pretraining;
+- downsampling by 2x2 averaging (paper: bicubic with factor 4); the generator, decoder and discriminator
+  are small (see the inpainting module's ImageDecoder and Discriminator; paper: 16 residual blocks, VGG-style D);
+- Adam at lr 1e-3 with default betas (paper: 1e-4, beta1 0.9, 10^5 + 10^5 steps).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from selfsup.data.base import DataSpec
+from selfsup.errors import SelfSupError, unknown_name
+from selfsup.methods.base import METHODS, Method, MethodConfig
+from selfsup.methods.inpainting import Discriminator, ImageDecoder, discriminator_loss, fooling_loss
+from selfsup.nets.registry import build_encoder
+from selfsup.views.basic import to_float
+
+
+def downsample(images: Tensor, scale: int) -> Tensor:
+    """The low-resolution input: average of each scale x scale block."""
+    return F.avg_pool2d(images, scale)
+
+
+def upsample(low: Tensor, size: tuple[int, int]) -> Tensor:
+    return F.interpolate(low, size=size, mode="bilinear", align_corners=False)
+
+
+class FixedFeatures(nn.Module):
+    """A frozen, randomly initialised conv net (seeded) whose activations define the content loss."""
+
+    def __init__(self, channels: int, seed: int = 0):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(channels, 32, 3, 1, 1), nn.ReLU(),
+                                 nn.Conv2d(32, 32, 3, 2, 1), nn.ReLU(),
+                                 nn.Conv2d(32, 64, 3, 2, 1), nn.ReLU())
+        g = torch.Generator().manual_seed(seed)
+        for m in self.net:
+            if isinstance(m, nn.Conv2d):  # He-normal, so activations neither vanish nor explode
+                fan_in = m.in_channels * m.kernel_size[0] * m.kernel_size[1]
+                m.weight.data = torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5
+                m.bias.data.zero_()
+        self.requires_grad_(False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+
+@dataclass
+class SuperResolutionConfig(MethodConfig):
+    scale: int = 2
+    mse_weight: float = 1.0
+    content_weight: float = 1.0  # paper: VGG loss rescaled by 1/12.75^2 ~ 0.006; our features are smaller
+    adversarial_weight: float = 1e-3
+    decoder_width: int = 64
+    discriminator_width: int = 32
+    lr: float = 1e-3  # paper: 1e-4 for 2 x 10^5 steps
+
+
+@METHODS.register("super_resolution")
+class SuperResolution(Method):
+    name = "super_resolution"
+    Config = SuperResolutionConfig
+    phases = ("discriminator", "generator")
+    default_epochs = 10
+
+    def __init__(self, config: SuperResolutionConfig, spec: DataSpec):
+        super().__init__(config, spec)
+        if spec.height % config.scale or spec.width % config.scale:
+            raise SelfSupError(f"{spec.height}x{spec.width} images cannot be downsampled by {config.scale}")
+        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
+                                     **config.encoder_kwargs)
+        self.decoder = ImageDecoder(self.encoder.feature_dim(), spec.channels, spec.height, config.decoder_width,
+                                    sigmoid=False)
+        self.discriminator = Discriminator(spec.channels, spec.height, config.discriminator_width)
+        self.content_net = FixedFeatures(spec.channels)  # belongs to neither player: never trained
+
+    def low_resolution_view(self, images: Tensor) -> Tensor:
+        """What the encoder sees: the image downsampled by `scale`, upsampled back to its size."""
+        return upsample(downsample(images, self.config.scale), images.shape[-2:])
+
+    def encoder_input(self, batch: Tensor) -> Tensor:
+        return self.low_resolution_view(to_float(batch))
+
+    def upscale(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """The generator: (the bilinear view it starts from, its super-resolved output)."""
+        coarse = self.low_resolution_view(images)
+        return coarse, coarse + self.decoder(self.encoder(coarse))
+
+    def phase_parameters(self, phase: str) -> Iterable[nn.Parameter]:
+        if phase == "discriminator":
+            return list(self.discriminator.parameters())
+        if phase == "generator":
+            return list(self.encoder.parameters()) + list(self.decoder.parameters())
+        raise unknown_name("phase", phase, list(self.phases))
+
+    def phase_loss(self, batch: Tensor, phase: str) -> tuple[Tensor, dict[str, Tensor]]:
+        images = to_float(batch)
+        if phase == "discriminator":
+            with torch.no_grad():  # no graph through the generator on the discriminator's turn
+                _, output = self.upscale(images)
+            loss = discriminator_loss(self.discriminator, images, output)
+            return loss, {"d_loss": loss.detach()}
+        if phase == "generator":
+            return self.generator_loss(images)
+        raise unknown_name("phase", phase, list(self.phases))
+
+    def generator_loss(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        _, output = self.upscale(images)
+        c = self.config
+        mse = F.mse_loss(output, images)
+        content = F.mse_loss(self.content_net(output), self.content_net(images))
+        adversarial = fooling_loss(self.discriminator, output)
+        loss = c.mse_weight * mse + c.content_weight * content + c.adversarial_weight * adversarial
+        return loss, {"mse": mse.detach(), "content_loss": content.detach(), "adv_loss": adversarial.detach()}
+
+    def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The generator's objective (the part that trains the encoder); trainers that know `phases`
+        call `phase_loss` instead, so that the discriminator learns too."""
+        return self.generator_loss(to_float(batch))
+
+    @torch.no_grad()
+    def examples(self, batch: Tensor) -> dict[str, Tensor]:
+        """8 images: the low-resolution input (pixels repeated), the generator's upscaling, the truth."""
+        images = to_float(batch[:8])
+        _, output = self.upscale(images)
+        low = downsample(images, self.config.scale)
+        blocky = F.interpolate(low, size=images.shape[-2:], mode="nearest")
+        error = (output.clamp(0, 1) - images).pow(2).flatten(1).mean(1)
+        return {"low_res": blocky, "upscaled": output.clamp(0, 1), "true": images, "mse": error}

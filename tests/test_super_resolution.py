@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from selfsup.data.base import DataSpec
+from selfsup.errors import SelfSupError
+from selfsup.methods.base import build_method
+from selfsup.methods.super_resolution import downsample
+
+TINY = dict(encoder_kwargs={"widths": (8, 8, 8)}, decoder_width=16, discriminator_width=8)
+SPEC = DataSpec("image", 1, 28, 28)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny ops on a shared 2-core machine: a second intra-op thread only adds contention
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_downsample_averages_each_2x2_block():
+    images = torch.rand(2, 3, 6, 6)
+    low = downsample(images, 2)
+    assert low.shape == (2, 3, 3, 3)
+    for i in range(3):
+        for j in range(3):
+            block = images[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+            assert torch.allclose(low[:, :, i, j], block.mean(dim=(-2, -1)))
+
+
+def test_encoder_sees_only_the_low_resolution_content():
+    method = build_method("super_resolution", SPEC, **TINY)
+    images = torch.rand(3, 1, 28, 28)
+    # add a pattern that averages to zero inside every 2x2 block: invisible at low resolution
+    checker = (torch.arange(28)[:, None] + torch.arange(28)).remainder(2).float() * 0.2 - 0.1
+    view, same_view = method.low_resolution_view(images), method.low_resolution_view(images + checker)
+    assert torch.allclose(view, same_view, atol=1e-6) and not torch.allclose(images, images + checker)
+    batch = (images * 255).round().to(torch.uint8)
+    assert torch.equal(method.encoder_input(batch), method.low_resolution_view(batch.float() / 255))
+    with pytest.raises(SelfSupError):
+        build_method("super_resolution", DataSpec("image", 1, 27, 27), **TINY)
+
+
+def test_each_phase_updates_only_its_own_player_and_content_net_stays_fixed():
+    torch.manual_seed(0)
+    method = build_method("super_resolution", SPEC, **TINY)
+    batch = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    generator = list(method.phase_parameters("generator"))
+    discriminator = list(method.phase_parameters("discriminator"))
+    content = list(method.content_net.parameters())
+    assert {id(p) for p in generator + discriminator + content} == {id(p) for p in method.parameters()}
+    assert not any(p.requires_grad for p in content) and not {id(p) for p in generator} & {id(p) for p in discriminator}
+    for phase, own, other in [("discriminator", discriminator, generator), ("generator", generator, discriminator)]:
+        method.zero_grad(set_to_none=True)
+        loss, _ = method.phase_loss(batch, phase)
+        loss.backward()
+        assert all(p.grad is None for p in other + content), phase
+        assert all(p.grad is not None for p in own) and any(p.grad.abs().sum() > 0 for p in own), phase
+    assert all(p.requires_grad for p in generator + discriminator)
+    again = build_method("super_resolution", SPEC, **TINY).content_net
+    assert all(torch.equal(a, b) for a, b in zip(content, again.parameters()))  # seeded, the same every run
+
+
+class FixedResidual(nn.Module):
+    """A decoder stand-in whose output is a leaf, so the generator output is known exactly."""
+
+    def __init__(self, residual: torch.Tensor):
+        super().__init__()
+        self.residual = nn.Parameter(residual)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.residual + 0 * features.sum()
+
+
+def test_generator_loss_is_mse_plus_content_plus_weighted_adversarial():
+    torch.manual_seed(0)
+    method = build_method("super_resolution", SPEC, content_weight=0.5, **TINY)
+    images = torch.rand(2, 1, 28, 28)
+    method.decoder = FixedResidual(0.1 * torch.randn(2, 1, 28, 28))
+    loss, metrics = method.generator_loss(images)
+    with torch.no_grad():
+        output = method.low_resolution_view(images) + method.decoder.residual
+        mse = ((output - images) ** 2).mean()
+        content = ((method.content_net(output) - method.content_net(images)) ** 2).mean()
+        adversarial = -torch.log(torch.sigmoid(method.discriminator(output))).mean()
+    assert metrics["mse"].item() == pytest.approx(mse.item(), rel=1e-5)
+    assert metrics["content_loss"].item() == pytest.approx(content.item(), rel=1e-5)
+    assert metrics["adv_loss"].item() == pytest.approx(adversarial.item(), rel=1e-5)
+    assert loss.item() == pytest.approx((mse + 0.5 * content + 1e-3 * adversarial).item(), rel=1e-5)
+
+
+def test_build_loss_backward_examples():
+    method = build_method("super_resolution", SPEC)  # the default sizes
+    batch = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    loss, metrics = method.loss(batch)
+    loss.backward()
+    method.after_step(0.5)
+    assert loss.item() > 0 and set(metrics) == {"mse", "content_loss", "adv_loss"}
+    assert method.features(batch).shape == (4, method.feature_dim)
+    ex = method.examples(batch)
+    assert ex["low_res"].shape == ex["upscaled"].shape == ex["true"].shape == (4, 1, 28, 28)
+    assert ex["upscaled"].min() >= 0 and ex["upscaled"].max() <= 1 and ex["mse"].shape == (4,)
+    assert torch.equal(ex["low_res"][:, :, ::2, ::2], ex["low_res"][:, :, 1::2, 1::2])  # 2x2 blocks repeat
+
+
+def test_upscaling_improves_on_a_tiny_batch():
+    torch.manual_seed(0)
+    method = build_method("super_resolution", SPEC, **TINY)
+    checker = ((torch.arange(28)[:, None] // 2 + torch.arange(28) // 3) % 2).float()  # sharp edges to restore
+    batch = torch.stack([checker, checker.T, 1 - checker, 1 - checker.T]).unsqueeze(1)
+    opt = torch.optim.Adam(method.phase_parameters("generator"), lr=3e-3)
+    losses = []
+    for _ in range(60):
+        loss, metrics = method.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(metrics["mse"].item())
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
