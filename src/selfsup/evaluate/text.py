@@ -1,0 +1,119 @@
+"""Text evaluation: category classification from few labels per class.
+
+Protocols for a pretrained text method: a linear probe on frozen features ([CLS] vector or the mean
+over non-pad tokens, `pool`) and fine-tuning the whole Transformer with a new linear head (the shared
+`finetune`). Baselines on the same labels: the same Transformer trained from scratch (the shared
+`supervised_baseline`), and bag-of-words logistic regression on TF-IDF of subword counts, in torch.
+Label budgets are drawn per class and seed with `stratified_take` from the labeled pool; None = all.
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from selfsup.data.splits import stratified_take
+from selfsup.evaluate.finetune import finetune, supervised_baseline
+from selfsup.evaluate.linear import linear_probe
+from selfsup.text.tokenizer import NUM_SPECIAL
+
+FINETUNE_STEPS = {"epochs": 10, "min_steps": 60, "max_steps": 300, "batch_size": 32}  # affordable on 2 cores
+
+
+@torch.no_grad()
+def text_features(method: Any, data: Any, pool: str | None = None, batch_size: int = 512) -> Tensor:
+    """(N, D) frozen features of every document, pooled as `pool` ("cls", "mean", "last"; None = encoder's)."""
+    was_training = method.training
+    method.eval()
+    device = next(method.parameters()).device
+    chunks = []
+    for index in torch.arange(len(data)).split(batch_size):
+        x = {k: v.to(device) for k, v in method.encoder_input(data.batch(index)).items()}
+        chunks.append(method.encoder(x, pool=pool).float().cpu())
+    method.train(was_training)
+    return torch.cat(chunks)
+
+
+# --- bag of words -----------------------------------------------------------------------------------
+def token_counts(input_ids: Tensor, vocab_size: int) -> Tensor:
+    """(N, V) float counts of each ordinary subword per document (special tokens and padding not counted)."""
+    counts = torch.zeros(len(input_ids), vocab_size)
+    ordinary = (input_ids >= NUM_SPECIAL).float()
+    return counts.scatter_add_(1, input_ids, ordinary)
+
+
+def tfidf(counts: Tensor, document_frequency: Tensor, num_documents: int) -> Tensor:
+    """Log-scaled term frequency x smoothed IDF, rows L2-normalised (scikit-learn's sublinear TF-IDF)."""
+    idf = torch.log((1 + num_documents) / (1 + document_frequency)) + 1
+    return F.normalize(torch.log1p(counts) * idf, dim=1)
+
+
+def bag_of_words_baseline(labeled: Any, test: Any, epochs: int = 200, lr: float = 0.05,
+                          weight_decay: float = 1e-4, seed: int = 0) -> dict[str, float]:
+    """Multinomial logistic regression on TF-IDF (IDF from the labeled documents), full-batch Adam."""
+    vocab_size = labeled.spec.vocab_size
+    train_counts, test_counts = token_counts(labeled.input_ids, vocab_size), token_counts(test.input_ids, vocab_size)
+    df = (train_counts > 0).float().sum(0)
+    xtr, xte = tfidf(train_counts, df, len(labeled)), tfidf(test_counts, df, len(labeled))
+    num_classes = int(max(labeled.labels.max(), test.labels.max())) + 1
+    g = torch.Generator().manual_seed(seed)
+    head = nn.Linear(vocab_size, num_classes)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=g) * 0.01)
+        head.bias.zero_()
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        loss = F.cross_entropy(head(xtr), labeled.labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return {"acc": (head(xte).argmax(1) == test.labels).float().mean().item(),
+                "train_acc": (head(xtr).argmax(1) == labeled.labels).float().mean().item()}
+
+
+# --- label-budget sweeps ----------------------------------------------------------------------------
+def text_label_sweep(method: Any, train: Any, test: Any, budgets: Iterable[int | None] = (5, 20, None),
+                     seeds: Iterable[int] = (0, 1, 2), pools: Iterable[str] = ("cls", "mean"),
+                     protocols: Iterable[str] = ("linear", "finetune", "scratch", "bow"),
+                     finetune_kwargs: dict | None = None) -> list[dict]:
+    """One row per (budget, seed, protocol): {"labels_per_class", "seed", "protocol", "acc"}.
+
+    Protocols: "linear" (one row per pool, named "linear_<pool>"), "finetune" (whole encoder), and the
+    baselines "scratch" (same Transformer, random init) and "bow" (TF-IDF logistic regression).
+    """
+    finetune_kwargs = dict(FINETUNE_STEPS, **(finetune_kwargs or {}))
+    protocols, pools = list(protocols), list(pools)
+    features = {}
+    if "linear" in protocols:
+        features = {p: (text_features(method, train, p), text_features(method, test, p)) for p in pools}
+    rows = []
+    for budget in budgets:
+        for seed in seeds:
+            index = None if budget is None else stratified_take(
+                train.labels, per_class=budget, generator=torch.Generator().manual_seed(seed))
+            labeled = train if index is None else train.subset(index)
+            results: dict[str, float] = {}
+            for pool, (xtr, xte) in features.items():
+                xl = xtr if index is None else xtr[index]
+                results[f"linear_{pool}"] = linear_probe(xl, labeled.labels, xte, test.labels, seed=seed)["acc"]
+            if "finetune" in protocols:
+                results["finetune"] = finetune(method, labeled, test, seed=seed, **finetune_kwargs)["acc"]
+            if "scratch" in protocols:
+                results["scratch"] = supervised_baseline(method, labeled, test, seed=seed, **finetune_kwargs)["acc"]
+            if "bow" in protocols:
+                results["bow"] = bag_of_words_baseline(labeled, test, seed=seed)["acc"]
+            rows += [{"labels_per_class": budget if budget is not None else "all", "seed": seed, "protocol": name,
+                      "acc": acc} for name, acc in results.items()]
+    return rows
+
+
+def summarize_rows(rows: list[dict]) -> dict[tuple[Any, str], tuple[float, float]]:
+    """{(labels_per_class, protocol): (mean acc, population std over seeds)}."""
+    groups: dict[tuple[Any, str], list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["labels_per_class"], r["protocol"]), []).append(r["acc"])
+    return {key: (statistics.fmean(v), statistics.pstdev(v)) for key, v in groups.items()}
