@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from selfsup.views.color import (ab_grid, annealed_mean, gaussian_kernel, gray_to_lightness, in_gamut, lab_to_rgb,
-                                 lightness, rebalancing_weights, rgb_to_lab, smoothed_prior, soft_encode, subsample)
+from selfsup.views.color import (ab_grid, annealed_mean, encode_ab, gaussian_kernel, gray_to_lightness, in_gamut,
+                                 lab_to_rgb, lightness, rebalancing_weights, rgb_to_lab, smoothed_prior, soft_encode,
+                                 subsample)
 
 
 def pixels(*rgb: tuple[float, float, float]) -> torch.Tensor:
@@ -149,3 +150,12 @@ def test_subsample_takes_every_stride_th_pixel():
     x = torch.arange(64.0).view(1, 1, 8, 8)
     assert subsample(x, 4).flatten().tolist() == [0.0, 4.0, 32.0, 36.0]
     assert math.isclose(float(subsample(x, 1).sum()), float(x.sum()))
+
+
+def test_encode_ab_returns_the_soft_targets_and_the_nearest_bin():
+    centres = ab_grid()
+    ab = torch.randn(2, 2, 3, 3, generator=torch.Generator().manual_seed(5)) * 40
+    targets, nearest = encode_ab(ab, centres)
+    assert torch.equal(targets, soft_encode(ab, centres))
+    points = ab.permute(0, 2, 3, 1).reshape(-1, 2)
+    assert torch.equal(nearest.flatten(), torch.cdist(points, centres).argmin(1))

@@ -107,13 +107,19 @@ def ab_grid(grid_size: float = 10.0, ab_max: float = 110.0, lightness_steps: int
 def soft_encode(ab: Tensor, centres: Tensor, neighbours: int = 5, sigma: float = 5.0) -> Tensor:
     """ab values (N, 2, H, W) -> soft targets (N, Q, H, W): Gaussian weights on the `neighbours` nearest
     bin centres, normalised to sum to 1 (the paper's soft encoding, which keeps nearby bins from competing)."""
+    return encode_ab(ab, centres, neighbours, sigma)[0]
+
+
+def encode_ab(ab: Tensor, centres: Tensor, neighbours: int = 5, sigma: float = 5.0) -> tuple[Tensor, Tensor]:
+    """`soft_encode`'s targets (N, Q, H, W) and each pixel's nearest bin (N, H, W), found in the same search
+    (an argmax over the soft targets' bin axis would cost as much again)."""
     n, _, h, w = ab.shape
     points = ab.permute(0, 2, 3, 1).reshape(-1, 2)
     distance_sq = torch.cdist(points, centres.to(points)).square()  # (M, Q)
-    nearest_sq, nearest = distance_sq.topk(neighbours, dim=1, largest=False)
+    nearest_sq, nearest = distance_sq.topk(neighbours, dim=1, largest=False)  # sorted: column 0 is the nearest
     weights = torch.softmax(-nearest_sq / (2 * sigma ** 2), dim=1)  # exp(-d^2 / 2 sigma^2), normalised
     targets = torch.zeros_like(distance_sq).scatter_(1, nearest, weights)
-    return targets.view(n, h, w, -1).permute(0, 3, 1, 2)
+    return targets.view(n, h, w, -1).permute(0, 3, 1, 2), nearest[:, 0].view(n, h, w)
 
 
 def gaussian_kernel(centres: Tensor, sigma: float = 5.0) -> Tensor:
