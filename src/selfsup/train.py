@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
@@ -207,6 +207,16 @@ def _batch_len(batch: Any) -> int:
     return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
 
 
+class SaveLast(Callback):
+    """Write `last.ckpt` at the end of every epoch (atomically, through the trainer's checkpoint IO)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)
+
+
 class _Throughput(Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start, self.items = time.perf_counter(), 0
@@ -244,8 +254,7 @@ def pretrain(method: Method, data: Any, cfg: TrainConfig, run_dir: str | Path, m
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, precision=cfg.precision, default_root_dir=str(run.path),
         logger=[CSVLogger(str(run.path), name="", version=""), TensorBoardLogger(str(run.path), name="", version="tb")],
-        callbacks=[ModelCheckpoint(dirpath=str(run.path / "checkpoints"), save_last=True, save_top_k=0,
-                                   every_n_epochs=1, save_on_train_epoch_end=True), throughput],
+        callbacks=[SaveLast(run.last_checkpoint), throughput],
         plugins=[SafetensorsCheckpointIO()], enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps, use_distributed_sampler=False)
     with warnings.catch_warnings():
