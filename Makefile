@@ -1,0 +1,37 @@
+# Two entry points for a newcomer: `make demo` (the main job) and `make test` (the test suite).
+# Both install everything they need: Debian data packages, a virtual environment with the CPU build of
+# torch pinned, and selfsup itself in editable mode.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH ?= torch==2.13.0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_DATA := dataset-fashion-mnist fortunes fortunes-min
+
+.PHONY: demo test bench system-deps venv clean-venv
+
+system-deps:
+	@if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || [ ! -f /usr/share/games/fortunes/fortunes ]; then \
+		echo "installing Debian data packages: $(DEBIAN_DATA)"; \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(DEBIAN_DATA); \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: system-deps venv
+	$(VENV)/bin/selfsup demo --out results/demo
+
+test: system-deps venv
+	$(PY) -m pytest -q
+
+bench: system-deps venv
+	$(VENV)/bin/selfsup bench
+
+clean-venv:
+	rm -rf $(VENV)
