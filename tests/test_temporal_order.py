@@ -57,7 +57,8 @@ def test_frame_motion_hand_case_and_high_motion_sampling() -> None:
     clip = torch.tensor([0.0, 0.0, 2.0, 2.0, 6.0]).view(1, 5, 1, 1, 1)
     assert frame_motion(clip).tolist() == [[0.0, 2.0, 2.0, 4.0, 4.0]]
     # Frames 0..4 are identical, 5..9 change: the five frames are drawn from the moving part (4 is its edge).
-    clips = torch.cat([torch.zeros(30, 5, 1, 3, 3), torch.rand(30, 5, 1, 3, 3, generator=torch.Generator().manual_seed(0))], 1)
+    moving = torch.rand(30, 5, 1, 3, 3, generator=torch.Generator().manual_seed(0))
+    clips = torch.cat([torch.zeros(30, 5, 1, 3, 3), moving], dim=1)
     chosen = five_frames(clips, torch.Generator().manual_seed(0))
     assert (chosen >= 4).all() and (chosen[:, 1:] > chosen[:, :-1]).all()
     uniform = five_frames(clips, torch.Generator().manual_seed(0), motion_weighting=False)

@@ -57,18 +57,15 @@ def propagate_masks(attend: Attend, frames: Tensor, first_labels: Tensor, num_la
     """
     if reference not in ("previous", "first"):
         raise ValueError(f"reference must be 'previous' or 'first', got {reference!r}")
-    n, t = frames.shape[:2]
     size = tuple(frames.shape[-2:])
-    soft = None
     predictions = [first_labels.long()]
-    first_soft = None
-    for step in range(1, t):  # frames depend on each other in "previous" mode: a loop over time only
+    first_soft = soft = None
+    for step in range(1, frames.shape[1]):  # in "previous" mode each frame needs the last: loop over time only
         source = 0 if reference == "first" else step - 1
         attention = attend(frames[:, source], frames[:, step])
-        if first_soft is None:
+        if first_soft is None:  # the attention's resolution is known once it has been computed
             cells = cell_grid(attention.shape[-1], size)
-            first_soft = pool_labels(first_labels, num_labels, cells)
-            soft = first_soft
+            first_soft = soft = pool_labels(first_labels, num_labels, cells)
         soft = attention @ (first_soft if reference == "first" else soft)
         predictions.append(unpool_labels(soft, cells, size))
     return torch.stack(predictions, dim=1)

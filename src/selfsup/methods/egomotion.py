@@ -11,9 +11,10 @@ mismatched ones at least `margin` apart:
 where y' is the after-view of another pair in the batch (a mismatched pair). "egomotion-invariant" is
 the paper's slow-feature (temporal coherence) baseline: M_g = identity for every g.
 
-Deviations: unsupervised only (the paper also adds a classification loss on a labelled set); 6 motion
-classes from the simulated agent (the paper: KITTI yaw/forward clustered into 6 classes; NORB); z is a
-64-d linear projection of the convnet features (the paper: a 64-d or 1000-d fc layer); Adam 1e-3.
+Deviations: unsupervised only (the paper also adds a softmax classification loss on a labelled set);
+6 motion classes of a simulated agent (the paper: KITTI car motions clustered into motion patterns such as
+left turn, right turn, zoom, and NORB/SUN viewpoint changes); z is a 64-d linear projection of the convnet
+features (the paper: a fully connected layer of its CNN); Adam 1e-3.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from selfsup.views import to_float
 
 @dataclass
 class EgomotionConfig(MethodConfig):
-    embed_dim: int = 64  # z dimension (the paper's KITTI setting used a 64-d layer, as we recall)
+    embed_dim: int = 64  # z dimension (ours; scaled for 28x28 inputs)
     margin: float = 1.0  # DrLIM margin for mismatched pairs
     equivariant: bool = True  # False: the invariance-only (slowness) baseline, M_g = I
 

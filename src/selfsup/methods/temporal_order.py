@@ -27,7 +27,7 @@ from selfsup.views import to_float
 
 @dataclass
 class TemporalOrderConfig(MethodConfig):
-    positive_fraction: float = 0.25  # the paper's ablation preferred 25% positives, 75% negatives
+    positive_fraction: float = 0.25  # 25% positives: our recollection of the paper's class-ratio ablation (unverified)
     motion_weighting: bool = True  # prefer frames with large motion (the paper's high-flow windows)
     hidden_dim: int = 128  # classifier on the concatenated features (scaled down from fc8 on 3x4096)
 
