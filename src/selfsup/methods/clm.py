@@ -59,11 +59,13 @@ class CLM(Method):
         return F.linear(hidden, self.encoder.blocks["embed"].token.weight, self.lm_bias)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
-        logits = self.logits(single_text(batch))[:, :-1]
+        hidden = self.encoder.hidden_states(single_text(batch))[:, :-1]
         targets = next_token_targets(batch["input_ids"])
-        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE)
         real = targets != IGNORE
-        accuracy = (logits.argmax(-1) == targets)[real].float().mean()
+        # Vocabulary logits only where a real next token exists: about half the positions are padding.
+        logits = F.linear(hidden[real], self.encoder.blocks["embed"].token.weight, self.lm_bias)
+        loss = F.cross_entropy(logits, targets[real])
+        accuracy = (logits.argmax(-1) == targets[real]).float().mean()
         return loss, {"perplexity": loss.detach().exp(), "pretext_acc": accuracy}
 
     @torch.no_grad()
