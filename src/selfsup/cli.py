@@ -85,6 +85,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         result = selfsup.pretrain(args.method, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, pool_size=args.pool_size, run_dir=args.run_dir, options=options,
                                   train=train)
+    if not result.is_global_zero:
+        return  # one summary per run, from the first process
     print(f"run folder: {result.run_dir}  ({result.epochs} epochs, {result.seconds:.1f} s, "
           f"{result.images_per_s:.0f} items/s)")
     for key in ("train/loss_epoch", "train/pretext_acc", "monitor/knn_acc"):

@@ -62,6 +62,7 @@ class PretrainResult:
     seconds: float
     images_per_s: float
     final: dict[str, float] = field(default_factory=dict)
+    is_global_zero: bool = True  # False in the other processes of a multi-process run
 
 
 class SafetensorsCheckpointIO(CheckpointIO):
@@ -170,7 +171,7 @@ class PretrainModule(L.LightningModule):
             prefix = "train/" if self.method.phases is None else f"train/{phase}/"
             self.log(f"{prefix}loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=True)
             for name, value in metrics.items():
-                self.log(f"{prefix}{name}", value, on_step=False, on_epoch=True)
+                self.log(f"{prefix}{name}", value, on_step=False, on_epoch=True, sync_dist=True)
         self.log("train/lr", mcfg.lr * factor, on_step=True, on_epoch=False)
         self.method.after_step((step + 1) / self.total_steps)
         self._epoch_items += _batch_len(batch)
@@ -186,7 +187,7 @@ class PretrainModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         seconds = time.perf_counter() - self._epoch_start
-        self.log("train/images_per_s", self._epoch_items * self.trainer.world_size / max(seconds, 1e-9))
+        self.log("train/images_per_s", self._epoch_items * self.trainer.world_size / max(seconds, 1e-9), sync_dist=True)
         every = self.cfg.knn_every
         if self.monitor is not None and every and (self.current_epoch + 1) % every == 0:
             bank = extract_features(self.method, self.monitor.bank)
@@ -194,8 +195,8 @@ class PretrainModule(L.LightningModule):
             acc = knn_classify(bank, self.monitor.bank.labels, queries, self.monitor.queries.labels,
                                k=self.monitor.k)["acc"]
             spread = embedding_spread(queries)
-            self.log("monitor/knn_acc", acc, prog_bar=True)
-            self.log("monitor/embedding_spread", spread)
+            self.log("monitor/knn_acc", acc, prog_bar=True, sync_dist=True)
+            self.log("monitor/embedding_spread", spread, sync_dist=True)
             if spread < 0.1:
                 warnings.warn(f"embeddings may be collapsing: spread {spread:.3f} (1 = well spread, 0 = collapsed)",
                               stacklevel=1)
@@ -214,7 +215,7 @@ class SaveLast(Callback):
         self.path = path
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer and loops too
 
 
 class _Throughput(Callback):
@@ -267,4 +268,5 @@ def pretrain(method: Method, data: Any, cfg: TrainConfig, run_dir: str | Path, m
     if trainer.is_global_zero:
         save_weights(method, run.weights)
         run.write_config(dict(record, status="done", epochs_done=trainer.current_epoch, final_metrics=final))
-    return PretrainResult(run.path, method, trainer.current_epoch, seconds, throughput.items / max(seconds, 1e-9), final)
+    return PretrainResult(run.path, method, trainer.current_epoch, seconds, throughput.items / max(seconds, 1e-9), final,
+                          trainer.is_global_zero)
