@@ -11,7 +11,7 @@ from selfsup.data.text import TextData
 from selfsup.methods.base import build_method
 from selfsup.methods.clm import next_token_targets
 from selfsup.nets.registry import build_encoder
-from selfsup.text.generate import generate, sample_next
+from selfsup.text.generate import generate, generate_from_run, sample_next
 from selfsup.text.tokenizer import NUM_SPECIAL, SEP_ID
 
 TINY = {"encoder_kwargs": {"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64}}
@@ -115,3 +115,26 @@ def test_overfit_model_generates_its_training_sentence():
     assert loss.item() < 0.1 * first
     assert generate(method, data.tokenizer, "apple", temperature=0.0) == sentence
     assert generate(method, data.tokenizer, "", seed=1, top_k=1) == sentence
+
+
+def test_generate_from_a_run_folder(tmp_path):
+    from dataclasses import asdict
+
+    from selfsup.runs import RunFolder, save_weights
+    from selfsup.errors import SelfSupError
+    torch.manual_seed(0)
+    data = tiny_text()
+    method = build_method("clm", data.spec, **TINY)
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config({"method": "clm", "method_config": asdict(method.config), "spec": asdict(data.spec)})
+    save_weights(method, run.weights)
+    data.save_to(run.path)
+    texts = generate_from_run(str(run.path), prompt="apple", max_new_tokens=5, samples=2, seed=3)
+    assert texts == [generate(method, data.tokenizer, "apple", 5, 0.8, 40, seed) for seed in (3, 4)]
+    assert all(t.startswith("apple") for t in texts)
+    mlm = build_method("mlm", data.spec, **TINY)
+    run.write_config({"method": "mlm", "method_config": asdict(mlm.config), "spec": asdict(data.spec)})
+    save_weights(mlm, run.weights)
+    with pytest.raises(SelfSupError, match="causal LM"):
+        generate_from_run(str(run.path))

@@ -56,3 +56,17 @@ def generate(method: Any, tokenizer: Any, prompt: str = "", max_new_tokens: int 
     """Text sampled from a CLM `method` (has `logits(x)`), continuing `prompt`, decoded with `tokenizer`."""
     prompt_ids = encode(tokenizer, [prompt])[0] if prompt else []
     return decode(tokenizer, generate_ids(method, prompt_ids, max_new_tokens, temperature, top_k, seed))
+
+
+def generate_from_run(run_dir: str, prompt: str = "", max_new_tokens: int = 60, samples: int = 3,
+                      temperature: float = 0.8, seed: int = 0, top_k: int | None = 40) -> list[str]:
+    """`samples` texts from a CLM run folder (its weights and `tokenizer.json`); sample i uses seed + i."""
+    from selfsup.api import load_run
+    from selfsup.errors import SelfSupError
+    from selfsup.text.tokenizer import load_tokenizer
+
+    method = load_run(run_dir)
+    if not hasattr(method, "logits"):
+        raise SelfSupError(f"{run_dir} holds a {method.name!r} run; text generation needs a causal LM (clm)")
+    tokenizer = load_tokenizer(run_dir)
+    return [generate(method, tokenizer, prompt, max_new_tokens, temperature, top_k, seed + i) for i in range(samples)]
