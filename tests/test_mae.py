@@ -118,7 +118,7 @@ def test_build_loss_backward_examples():
     method.after_step(0.5)
     assert loss.item() > 0 and float(metrics["mask_ratio"]) == pytest.approx(37 / 49)
     assert all(p.grad is not None for p in method.encoder.parameters())
-    assert method.features(batch).shape == (4, method.feature_dim) == (4, 96)
+    assert method.features(batch).shape == (4, method.feature_dim) == (4, 64)
     ex = method.examples(batch)
     assert ex["masked"].shape == ex["reconstruction"].shape == ex["true"].shape == (4, 1, 28, 28)
     assert ex["reconstruction"].min() >= 0 and ex["reconstruction"].max() <= 1

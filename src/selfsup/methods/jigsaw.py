@@ -164,7 +164,7 @@ class JigsawConfig(MethodConfig):
 class Jigsaw(Method):
     name = "jigsaw"
     Config = JigsawConfig
-    default_epochs = 10
+    default_epochs = 20  # 6.4 s CPU per 20k-image epoch: ~2-2.5 min on 2 cores
 
     def __init__(self, config: JigsawConfig, spec: DataSpec):
         super().__init__(config, spec)

@@ -4,7 +4,7 @@ Blocks, in order: "patch_embed" (image -> [cls] + patch tokens with fixed 2-D si
 in MAE), "block1".."blockD" (pre-norm transformer layers), "norm" (final LayerNorm). Every block is a
 named stage, so `forward(x, upto="block2")` and `freeze_upto(encoder, "block2")` work as for ConvNets.
 Features: the mean of the patch tokens (MAE's global-pool variant), `dim` values.
-Scaled down for 2 CPU cores: dim 96, depth 6, 3 heads (ViT-Ti: 192, 12, 3); patch 4 gives 7x7 = 49
+Scaled down for 2 CPU cores: dim 64, depth 4, 4 heads (ViT-Ti: 192, 12, 3); patch 4 gives 7x7 = 49
 patches on 28x28 (patch 7 gives 4x4 = 16).
 `encode_tokens` runs everything after the patch embedding, so MAE can feed visible tokens only.
 """
@@ -109,8 +109,8 @@ def init_transformer(module: nn.Module) -> None:
 
 @ENCODERS.register("vit_tiny")
 class ViT(BlockEncoder):
-    def __init__(self, in_channels: int = 1, image_size: int = 28, patch_size: int = 4, dim: int = 96,
-                 depth: int = 6, heads: int = 3, mlp_ratio: float = 4.0):
+    def __init__(self, in_channels: int = 1, image_size: int = 28, patch_size: int = 4, dim: int = 64,
+                 depth: int = 4, heads: int = 4, mlp_ratio: float = 4.0):
         super().__init__()
         if image_size % patch_size:
             raise SelfSupError(f"ViT patch size {patch_size} does not divide the image size {image_size}; "
