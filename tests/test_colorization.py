@@ -112,3 +112,12 @@ def test_examples_show_gray_input_colorized_and_true_pictures():
     gray = shown["grayscale"]
     assert torch.allclose(gray[:, 0], gray[:, 1], atol=1e-5) and torch.allclose(gray[:, 1], gray[:, 2], atol=1e-5)
     assert torch.equal(shown["true"], batch[:8].float() / 255)
+
+
+def test_sizes_not_divisible_by_the_stride_predict_every_4th_pixel():
+    method = build_method("colorization", DataSpec(channels=3, height=30, width=30), **TINY)
+    batch = smooth_colour_images(2)[:, :, :30, :30]
+    loss, _ = method.loss(batch)
+    loss.backward()
+    assert method.predict(method.encoder_input(batch)).shape[-2:] == (8, 8)  # pixels 0, 4, ..., 28
+    assert method.bin_counts.sum().item() == 2 * 8 * 8

@@ -85,7 +85,8 @@ def require_colour(spec: DataSpec, method: str) -> None:
 
 
 def output_size(spec: DataSpec, stride: int) -> tuple[int, int]:
-    return (max(1, spec.height // stride), max(1, spec.width // stride))
+    """The size of `subsample(x, stride)`: ceil(H / stride) by ceil(W / stride)."""
+    return (-(-spec.height // stride), -(-spec.width // stride))
 
 
 @METHODS.register("colorization")
@@ -93,7 +94,7 @@ class Colorization(Method):
     name = "colorization"
     Config = ColorizationConfig
     default_data = "photos"
-    default_epochs = 8  # 20,000 patches: see the report for the measured time
+    default_epochs = 6  # 6 x 79 steps of 256 patches; a step costs ~0.37 s of one core, so ~3 min in all
     default_batch_size = 256
 
     def __init__(self, config: ColorizationConfig, spec: DataSpec):
@@ -101,7 +102,8 @@ class Colorization(Method):
         require_colour(spec, self.name)
         self.encoder = build_encoder(config.encoder, in_channels=1, image_size=spec.height, **config.encoder_kwargs)
         self.register_buffer("centres", ab_grid(config.grid_size))  # (Q, 2) ab bin centres
-        self.register_buffer("bin_counts", torch.zeros(len(self.centres)))  # online prior (hard counts)
+        # Online prior (hard counts), float64 so that millions of counts stay exact.
+        self.register_buffer("bin_counts", torch.zeros(len(self.centres), dtype=torch.float64))
         # The Gaussian that smooths the prior, built once: it only depends on the fixed bin centres.
         self.register_buffer("prior_kernel", gaussian_kernel(self.centres, config.sigma), persistent=False)
         with torch.no_grad():
@@ -131,7 +133,7 @@ class Colorization(Method):
     def pixel_weights(self, nearest: Tensor) -> Tensor:
         """Class-rebalancing weight of each pixel, w of its nearest bin under the current prior."""
         prior = smoothed_prior(self.bin_counts, self.prior_kernel)
-        return rebalancing_weights(prior, self.config.rebalance)[nearest]
+        return rebalancing_weights(prior, self.config.rebalance).float()[nearest]
 
     # --- the contract -------------------------------------------------------------------------
     def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
