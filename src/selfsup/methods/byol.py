@@ -10,7 +10,7 @@ Deviations (28x28 grayscale, 2 CPU cores):
 - Adam lr 1e-3, weight decay 1e-6, instead of LARS lr 0.2 x batch/256 and weight decay 1.5e-6.
 - Projector/predictor hidden width 512 instead of 4096, output 128 instead of 256 (a 512-d encoder).
 - Views: `byol_views` (asymmetric blur 1.0 / 0.1 and solarise 0 / 0.2), crop (0.2, 1), 3x3 blur.
-- Encoder: the ConvNet with BatchNorm, widths 64-64-128 (512-d), instead of ResNet-50.
+- Encoder: the ConvNet with BatchNorm, widths 64-32-128 (512-d), instead of ResNet-50.
 - The EMA covers parameters; the target's BatchNorm running statistics come from its own forward passes.
 - `sync_bn` (the paper syncs BatchNorm over its 512 TPU cores) converts BatchNorm when multi-process on
   GPUs; torch has no CPU SyncBatchNorm, so on CPU statistics stay per process.
@@ -34,7 +34,7 @@ from selfsup.views.basic import to_float
 
 
 def _contrastive_encoder_kwargs() -> dict:
-    return {"batch_norm": True, "widths": (64, 64, 128)}  # 512-d conv3 features
+    return {"batch_norm": True, "widths": (64, 32, 128)}  # 512-d conv3 features, about RotNet's cost per image
 
 
 @dataclass

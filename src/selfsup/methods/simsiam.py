@@ -12,7 +12,7 @@ Deviations (28x28 grayscale, 2 CPU cores):
 - SGD lr 0.05, momentum 0.9, weight decay 1e-4 as in the paper (batch 256), but the predictor's lr is not
   held fixed (the paper's "fix lr" for the predictor needs a per-group schedule the trainer lacks).
 - Views: `mocov2_views` (the paper's recipe), crop (0.2, 1), 3x3 blur at 28x28, no saturation/hue on grayscale.
-- Encoder: the ConvNet with BatchNorm, widths 64-64-128 (512-d), instead of ResNet-50.
+- Encoder: the ConvNet with BatchNorm, widths 64-32-128 (512-d), instead of ResNet-50.
 - `sync_bn` converts BatchNorm when multi-process on GPUs; torch has no CPU SyncBatchNorm.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from selfsup.views.basic import to_float
 
 
 def _contrastive_encoder_kwargs() -> dict:
-    return {"batch_norm": True, "widths": (64, 64, 128)}  # 512-d conv3 features
+    return {"batch_norm": True, "widths": (64, 32, 128)}  # 512-d conv3 features, about RotNet's cost per image
 
 
 @dataclass
