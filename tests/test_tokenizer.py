@@ -47,3 +47,13 @@ def test_tokenizer_with_other_special_ids_is_refused():
     tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=100, special_tokens=["[UNK]", "[PAD]"]))
     with pytest.raises(SelfSupError, match=r"\[PAD\]"):
         check_special_ids(tok)
+
+
+def test_ids_are_a_function_of_the_learned_subwords():
+    """The trainer numbers subwords in hash order; ours are renumbered: specials, then sorted strings."""
+    tok = train_tokenizer(CORPUS, vocab_size=200)
+    by_id = sorted(tok.get_vocab().items(), key=lambda item: item[1])
+    tokens = [t for t, _ in by_id]
+    assert [i for _, i in by_id] == list(range(len(tokens)))
+    assert tokens[:5] == SPECIAL_TOKENS and tokens[5:] == sorted(tokens[5:])
+    assert decode(tok, encode(tok, ["Cats and dogs."])[0]) == "cats and dogs."

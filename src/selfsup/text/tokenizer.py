@@ -35,8 +35,24 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000, lowercase: boo
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                         show_progress=False)
     tokenizer.train_from_iterator(list(texts), trainer=trainer)
+    canonical_ids(tokenizer)
     check_special_ids(tokenizer)
     return tokenizer
+
+
+def canonical_ids(tokenizer: "Tokenizer") -> None:
+    """Renumber the learned vocabulary: specials first, then the other subwords sorted as strings.
+
+    The trainer's ids depend on hash order, so retraining on the same corpus gave the same subwords with
+    other ids; WordPiece splits words by longest match over the vocabulary set, so renumbering changes
+    nothing but makes the ids reproducible (a run's weights then match a retrained tokenizer too).
+    """
+    from tokenizers import models
+
+    learned = tokenizer.get_vocab()
+    ordinary = sorted(t for t in learned if t not in SPECIAL_TOKENS)
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + ordinary)}
+    tokenizer.model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##")
 
 
 def check_special_ids(tokenizer: "Tokenizer") -> None:
