@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/text.py --quick    # a smoke run (tiny budgets) into /tmp/text-quick
 
 Data: Debian fortunes, the 16 categories with >= 400 entries, 400 drawn per category (seeded), WordPiece
-vocabulary of 4,000 trained on them, 64 subwords per document. 100 documents per category are held out
-as the test set (seed 0); the other 300 per category are the unlabeled pretraining pool and the source of
-the label budgets (5, 20 and all 300 per class, 3 seeds each, drawn with `stratified_take`).
+vocabulary of 4,000 trained on them, 64 subwords per document. 50 documents per category are held out
+as the test set (seed 0); the other 350 per category are the unlabeled pretraining pool and the source of
+the label budgets (5, 20 and all 350 per class, 3 seeds each, drawn with `stratified_take`).
 Methods: mlm, clm, nsp, sop, mlm_nsp, mlm_sop, each pretrained from the same seed for the same number of
 steps with its own Config (AdamW, warm-up then cosine, the trainer's `make_optimizer` / `lr_factor`).
 Protocols: linear probe on frozen [CLS] and mean-pooled features (`selfsup.evaluate.linear_probe`), and
@@ -34,9 +34,11 @@ from selfsup.train import lr_factor, make_optimizer
 from selfsup.utils import atomic_write_text
 
 METHODS = ["mlm", "clm", "nsp", "sop", "mlm_nsp", "mlm_sop"]
-FULL = {"per_class": 400, "test_per_class": 100, "vocab_size": 4000, "seq_len": 64, "steps": 300, "batch_size": 64,
+# Sized from a partial run on a busy machine (mlm: 216 s pretraining + 419 s evaluation on 1 contended
+# thread, about 4x slower than a free core): about 10 minutes on 2 free cores, not yet measured there.
+FULL = {"per_class": 400, "test_per_class": 50, "vocab_size": 4000, "seq_len": 64, "steps": 300, "batch_size": 64,
         "budgets": [5, 20, None], "seeds": [0, 1, 2],
-        "finetune": {"epochs": 5, "min_steps": 30, "max_steps": 100, "batch_size": 32}}
+        "finetune": {"epochs": 5, "min_steps": 30, "max_steps": 80, "batch_size": 32}}
 QUICK = {"per_class": 40, "test_per_class": 10, "vocab_size": 1000, "seq_len": 64, "steps": 5, "batch_size": 32,
          "budgets": [5, None], "seeds": [0, 1],
          "finetune": {"epochs": 1, "min_steps": 2, "max_steps": 2, "batch_size": 16}}
