@@ -90,6 +90,8 @@ class SuperResolution(Method):
                                      **config.encoder_kwargs)
         self.decoder = ImageDecoder(self.encoder.feature_dim(), spec.channels, spec.height, config.decoder_width,
                                     sigmoid=False)
+        nn.init.zeros_(self.decoder.up[-1].weight)  # start as plain bilinear upsampling, learn the residual
+        nn.init.zeros_(self.decoder.up[-1].bias)
         self.discriminator = Discriminator(spec.channels, spec.height, config.discriminator_width)
         self.content_net = FixedFeatures(spec.channels)  # belongs to neither player: never trained
 
