@@ -147,3 +147,17 @@ def test_examples_show_input_halves_cross_predictions_and_truth():
     assert torch.allclose(shown["true"], batch[:8].float() / 255, atol=1e-4)
     gray = shown["input_L"]
     assert torch.allclose(gray[:, 0], gray[:, 2], atol=1e-5)
+
+
+def test_a_deep_copy_keeps_the_halves_tied_to_its_own_blocks():
+    import copy
+    method = build_method("split-brain", SPEC, **TINY).eval()
+    clone = copy.deepcopy(method.encoder)  # what fine-tuning does
+    l_half, ab_half = clone.halves
+    assert l_half.blocks["conv1"] is clone.blocks["conv1"].first
+    assert ab_half.blocks["conv3"] is clone.blocks["conv3"].second
+    assert l_half.blocks["conv1"] is not method.encoder.blocks["conv1"].first
+    x = method.encoder_input(smooth_colour_images(2))
+    with torch.no_grad():
+        assert torch.equal(clone(x), method.encoder(x))
+    assert len(method.encoder.state_dict()) == len(l_half.state_dict()) + len(ab_half.state_dict())
