@@ -70,6 +70,7 @@ def test_resume_continues_with_the_right_step_count_and_the_same_result(tmp_path
     assert epochs_completed(first) == 1 and first["global_step"] == 4
     resumed = _fit(data, tmp_path / "resumed", epochs=3, resume=True)
     last = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert [p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()] == ["last.ckpt"]
     assert last["global_step"] == 12 and epochs_completed(last) == 3 and resumed.epochs == 3
     for (name, a), b in zip(straight.method.state_dict().items(), resumed.method.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-6), name

@@ -256,7 +256,8 @@ def pretrain(method: Method, data: Any, cfg: TrainConfig, run_dir: str | Path, m
         strategy=cfg.strategy, precision=cfg.precision, default_root_dir=str(run.path),
         logger=[CSVLogger(str(run.path), name="", version=""), TensorBoardLogger(str(run.path), name="", version="tb")],
         callbacks=[SaveLast(run.last_checkpoint), throughput],
-        plugins=[SafetensorsCheckpointIO()], enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
+        plugins=[SafetensorsCheckpointIO()], enable_checkpointing=False,  # SaveLast writes last.ckpt
+        enable_progress_bar=cfg.progress_bar, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps, use_distributed_sampler=False)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
