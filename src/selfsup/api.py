@@ -42,6 +42,19 @@ def monitor_for(splits: DatasetSplits, seed: int, bank_size: int = 5000, query_s
     return Monitor(random_subset(train, bank_size, seed + 1), random_subset(test, query_size, seed + 2))
 
 
+def run_tokenizer(run_dir: str | Path | None):
+    """The tokenizer a text run was trained with (saved in its folder), or None."""
+    if run_dir is None or not (Path(run_dir) / "tokenizer.json").exists():
+        return None
+    from selfsup.text.tokenizer import load_tokenizer
+    return load_tokenizer(run_dir)
+
+
+def run_data(name: str, run_dir: str | Path | None, modality: str, channels: int = 1) -> DatasetSplits:
+    """Load dataset `name` the way run `run_dir` saw it (same tokenizer for text)."""
+    return load_dataset(name, channels=channels, modality=modality, tokenizer=run_tokenizer(run_dir))
+
+
 def default_run_dir(method: str) -> Path:
     return Path("runs") / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -57,7 +70,7 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     """
     cls = METHODS.get(method)
     data = data or cls.default_data
-    splits = load_dataset(data) if pool is None else DatasetSplits(pool, None)
+    splits = load_dataset(data, modality=cls.modality) if pool is None else DatasetSplits(pool, None)
     pool_data = random_subset(splits.train, pool_size, seed)
     cfg = TrainConfig(**{"epochs": epochs or cls.default_epochs, "batch_size": batch_size or cls.default_batch_size,
                          "seed": seed} | (train or {}))
@@ -78,7 +91,7 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
     if data.get("explicit_pool"):
         raise SelfSupError(f"{run.path} was trained on a pool passed from Python; resume it from Python with "
                            f"selfsup.train.pretrain(..., resume=True)")
-    splits = load_dataset(data["name"])
+    splits = run_data(data["name"], run.path, METHODS.get(method).modality)
     pool_data = random_subset(splits.train, data["pool_size"], data["seed"])
     cfg = TrainConfig(**(record["train"] | ({"epochs": epochs} if epochs else {})))
     L.seed_everything(cfg.seed, verbose=False)
@@ -121,9 +134,10 @@ def evaluate(method: Method | str | Path, data: str = "fashion-mnist", *, protoc
     Labels are drawn, stratified and seeded, from `data`'s train part; accuracy is on its test part
     (carved, 100 per class, when the source has none). Another dataset than the pretraining one is transfer.
     """
+    run_dir = None
     if not isinstance(method, Method):
-        method = load_run(method)
-    splits = load_dataset(data, channels=method.spec.channels)
+        run_dir, method = method, load_run(method)
+    splits = run_data(data, run_dir, method.modality, method.spec.channels)
     train, test = splits.train, splits.test
     if train.labels is None:
         raise SelfSupError(f"{data} has no labels: evaluation needs a labeled dataset")

@@ -191,14 +191,21 @@ def npz(path: str | Path) -> ImageData:
     return ImageData(torch.from_numpy(np.ascontiguousarray(x)), labels, classes, name=path.stem)
 
 
-def load_dataset(name: str, *, size: int = 28, channels: int = 1) -> DatasetSplits:
+def load_dataset(name: str, *, size: int = 28, channels: int = 1, modality: str = "image",
+                 tokenizer=None) -> DatasetSplits:
     """A registered source by name (`selfsup.data.DATASETS.names()`), or a path: a folder of images or an
-    .npz file (neither has a test split; `make_splits` carves one)."""
+    .npz file, or for text methods (`modality="text"`) a text file or a folder of them (none of these has a
+    test split; `make_splits` carves one). `tokenizer` (text) reuses a run's tokenizer instead of training one.
+    """
     path = Path(name)
+    text_kwargs = {} if tokenizer is None else {"tokenizer": tokenizer}
+    if modality == "text" and (path.is_dir() or path.is_file()):
+        from selfsup.data.text import text_files
+        return text_files(path, **text_kwargs)
     if path.suffix == ".npz" and path.is_file():
         return DatasetSplits(npz(path), None)
     if path.is_dir():
         return DatasetSplits(image_folder(path, size=size, channels=channels), None)
     if path.suffix or os.sep in name:
         raise SelfSupError(f"data path {name} does not exist (expected a folder of images or an .npz file)")
-    return DATASETS.get(name)()
+    return DATASETS.get(name)(**text_kwargs)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from selfsup.api import load_run, random_subset
-from selfsup.data.sources import load_dataset
+from selfsup.api import load_run, random_subset, run_data
 from selfsup.evaluate.features import extract_features
 from selfsup.report.plots import plot_curves, plot_embedding, plot_examples, plot_neighbours, read_metrics
 from selfsup.runs import RunFolder
@@ -24,7 +23,7 @@ def make_report(run_dir: str | Path, n_embed: int = 2000) -> Path:
     sections: list[tuple[str, str]] = []
     if plot_curves(read_metrics(run.metrics), run.path / "curves.png"):
         sections.append(("Training curves", '<img src="curves.png">'))
-    splits = load_dataset(record["data"]["name"])
+    splits = run_data(record["data"]["name"], run.path, method.modality, method.spec.channels)
     pool = random_subset(splits.train, 256, 0)
     batch = pool.batch(torch.arange(min(len(pool), 64)))
     with torch.no_grad():
