@@ -35,7 +35,10 @@ _CROP_TRIES = 10  # candidate boxes drawn per image, as torchvision's RandomResi
 
 @dataclass(frozen=True)
 class ViewConfig:
-    """Probabilities and ranges of one view's augmentations (defaults: SimCLR scaled to 28x28)."""
+    """Probabilities and ranges of one view's augmentations.
+
+    Defaults: SimCLR's ImageNet recipe (colour strength 1, no blur); the presets below scale it to 28x28.
+    """
 
     crop_scale: tuple[float, float] = (0.08, 1.0)  # fraction of the image area kept
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio range of the crop box
