@@ -107,3 +107,13 @@ def test_one_training_step_and_examples() -> None:
     assert torch.isfinite(loss)
     assert set(method.examples(_batch())) == {"images", "query_view", "key_view"}
     assert method.features(_batch(3)).shape == (3, method.feature_dim)
+
+
+def test_queue_is_scaled_to_five_percent_of_the_data_by_default():
+    from selfsup.data.base import DataSpec
+    from selfsup.methods.moco import MoCoConfig, queue_length
+    assert queue_length(MoCoConfig(), DataSpec(size=60_000)) == 3072  # 3000 rounded up to whole 256s
+    assert queue_length(MoCoConfig(), DataSpec(size=1_281_167)) == 64256  # ImageNet: about the paper's 65536
+    assert queue_length(MoCoConfig(), DataSpec(size=2_000)) == 1024  # floor
+    assert queue_length(MoCoConfig(), DataSpec(size=0)) == 4096  # size unknown
+    assert queue_length(MoCoConfig(queue_size=8), DataSpec(size=60_000)) == 8

@@ -4,6 +4,8 @@ Quick start:
     import selfsup
     result = selfsup.pretrain("rotation", data="fashion-mnist", epochs=5)
     report = selfsup.evaluate(result.method, data="fashion-mnist", labels_per_class=[10, 100])
+
+Lightning is imported only when training starts, so `import selfsup` and worker processes stay light.
 """
 from selfsup.api import evaluate, load_run, pretrain, resume
 from selfsup.errors import SelfSupError

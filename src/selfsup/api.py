@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import lightning as L
 import torch
 
 from selfsup.data.base import DataSpec, DatasetSplits
@@ -22,8 +21,9 @@ from selfsup.errors import SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS, label_sweep, summarize
 from selfsup.methods.base import METHODS, Method, build_method
 from selfsup.runs import RunFolder, load_checkpoint, load_weights
-from selfsup.train import Monitor, PretrainResult, TrainConfig
-from selfsup.train import pretrain as _fit
+
+if TYPE_CHECKING:  # the trainer (and Lightning) is imported only when training starts
+    from selfsup.train import Monitor, PretrainResult
 
 
 def random_subset(data: Any, size: int | None, seed: int) -> Any:
@@ -34,6 +34,7 @@ def random_subset(data: Any, size: int | None, seed: int) -> Any:
 
 def monitor_for(splits: DatasetSplits, seed: int, bank_size: int = 5000, query_size: int = 1000) -> Monitor | None:
     """A small labeled bank and query set for the online kNN monitor, when the source has labels."""
+    from selfsup.train import Monitor
     train, test = splits.train, splits.test
     if getattr(train, "labels", None) is None:
         return None
@@ -68,6 +69,9 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     `options` override the method's Config fields, `train` the TrainConfig fields. `pool` passes an
     explicit data object instead of a named dataset (the pool must match `data`'s kind).
     """
+    import lightning as L
+    from selfsup.train import TrainConfig
+    from selfsup.train import pretrain as _fit
     cls = METHODS.get(method)
     data = data or cls.default_data
     splits = load_dataset(data, modality=cls.modality) if pool is None else DatasetSplits(pool, None)
@@ -85,6 +89,9 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
 
 def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
     """Continue a run from its last checkpoint, up to `epochs` (default: the epochs it was started with)."""
+    import lightning as L
+    from selfsup.train import TrainConfig
+    from selfsup.train import pretrain as _fit
     run = RunFolder(run_dir)
     record = run.read_config()
     method, data = record["method"], record["data"]

@@ -44,6 +44,7 @@ def bench_method(name: str, out: Path, budgets: Iterable[int], seeds: Iterable[i
     train, test = splits.train, splits.test
     if quick:
         train, test = train.subset(torch.arange(5_000)), test.subset(torch.arange(1_000))
+        budgets = [b for b in budgets if b <= 100]
     method = result.method.eval()
     finetune_kwargs = {"max_steps": 100} if quick else {}
     rows = label_sweep(method, train, test, budgets, seeds, ("linear", "knn"))

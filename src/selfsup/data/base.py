@@ -23,6 +23,7 @@ class DataSpec:
     vocab_size: int = 0
     seq_len: int = 0
     num_classes: int = 0
+    size: int = 0  # number of items in the training data (e.g. MoCo scales its queue to it); 0 = unknown
     extra: dict = field(default_factory=dict)
 
 
@@ -47,7 +48,7 @@ class ImageData:
     @property
     def spec(self) -> DataSpec:
         _, c, h, w = self.images.shape
-        return DataSpec("image", channels=c, height=h, width=w, num_classes=len(self.classes))
+        return DataSpec("image", channels=c, height=h, width=w, num_classes=len(self.classes), size=len(self))
 
     def subset(self, index: Tensor, name: str | None = None) -> "ImageData":
         labels = None if self.labels is None else self.labels[index]

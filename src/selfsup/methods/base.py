@@ -37,6 +37,7 @@ class MethodConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9  # SGD momentum
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam/AdamW
     schedule: str = "cosine"  # cosine | constant (after linear warm-up)
     warmup_epochs: float = 0.0
 

@@ -15,7 +15,7 @@ Deviations (28x28 images, 2 CPU cores):
   hole alone, so the same code serves all three mask types; no BatchNorm in it;
 - random blocks: 4 squares of 7 pixels (at most 1/4 of the image); random regions: smooth noise blobs
   covering exactly 1/4 of the image (paper: shapes from PASCAL VOC segmentations, not available offline);
-- Adam at lr 1e-3 with default betas (paper: 2e-4, beta1 0.5, for far longer training).
+- Adam at lr 1e-3 (paper: 2e-4, for far longer training), beta1 0.5 as in the paper.
 """
 from __future__ import annotations
 
@@ -115,6 +115,7 @@ class InpaintingConfig(MethodConfig):
     decoder_width: int = 32  # channels of the decoder's first map; small for 2 CPU cores
     discriminator_width: int = 16  # small for 2 CPU cores
     lr: float = 1e-3  # paper: 2e-4 (Adam, beta1 0.5) for far longer runs
+    betas: tuple[float, float] = (0.5, 0.999)  # the paper's (and DCGAN's) beta1 for adversarial training
 
 
 @METHODS.register("inpainting")

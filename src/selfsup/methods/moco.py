@@ -11,8 +11,9 @@ authors' builder.py: `_momentum_update_key_encoder`, `_dequeue_and_enqueue`, `_b
 `_batch_unshuffle_ddp`.
 
 Deviations (28x28 grayscale, 2 CPU cores):
-- Queue of 4096 keys instead of 65536: the paper's queue is 5% of ImageNet's 1.28M images, 4096 is 7% of
-  Fashion-MNIST's 60k (16 batches of 256). The data spec does not carry the dataset size, so it is fixed.
+- Queue scaled to the dataset by default (`queue_size=0`): the paper's 65536 keys are 5% of ImageNet's
+  1.28M images, so the queue holds 5% of the training items, rounded up to a multiple of 256 and at least
+  1024 (3072 for Fashion-MNIST's 60k; 65536 at most). 4096 when the data size is unknown.
 - The momentum update runs in `after_step` (right after each optimizer step) rather than at the start of
   the next forward: the same sequence of key encoders.
 - Any batch size fits the queue (wrap-around writes); the authors assert K % batch == 0.
@@ -23,6 +24,7 @@ Deviations (28x28 grayscale, 2 CPU cores):
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -53,7 +55,7 @@ class MoCoConfig(MethodConfig):
     momentum: float = 0.9  # SGD momentum (the key encoder's momentum is `key_momentum`)
     schedule: str = "constant"  # the paper: step decay at epochs 120 and 160 of 200
     dim: int = 128
-    queue_size: int = 4096  # the paper: 65536 for ImageNet; scaled to a 60k-image dataset
+    queue_size: int = 0  # 0: 5% of the training items (the paper's 65536 / 1.28M); see queue_length()
     key_momentum: float = 0.999
     temperature: float = 0.07
     mlp: bool = False
@@ -75,6 +77,16 @@ def projection_head(in_dim: int, dim: int, use_mlp: bool) -> nn.Module:
     if not use_mlp:
         return nn.Linear(in_dim, dim)
     return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, dim))
+
+
+def queue_length(config: MoCoConfig, spec: DataSpec) -> int:
+    """The configured queue size, or 5% of the dataset rounded up to 256 keys, within [1024, 65536]."""
+    if config.queue_size:
+        return config.queue_size
+    if not spec.size:
+        return 4096
+    five_percent = math.ceil(0.05 * spec.size / 256) * 256  # whole batches of 256 keys
+    return min(65536, max(1024, five_percent))
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
@@ -100,7 +112,7 @@ class MoCo(Method):
         self.head = projection_head(self.encoder.feature_dim(), config.dim, config.mlp)
         self.encoder_k = frozen_copy(self.encoder)
         self.head_k = frozen_copy(self.head)
-        self.register_buffer("queue", F.normalize(torch.randn(config.dim, config.queue_size), dim=0))
+        self.register_buffer("queue", F.normalize(torch.randn(config.dim, queue_length(config, spec)), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
         self.view_config = view_preset(config.views)
 
