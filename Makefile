@@ -5,15 +5,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_DATA := dataset-fashion-mnist fortunes fortunes-min
+# Fashion-MNIST, the fortunes corpus, and 30 colour photographs among these wallpaper packages (data/photos.py)
+DEBIAN_DATA := dataset-fashion-mnist fortunes fortunes-min lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds
 
 .PHONY: demo test bench system-deps venv clean-venv
 
 system-deps:
-	@if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || [ ! -f /usr/share/games/fortunes/fortunes ]; then \
+	@dpkg -s $(DEBIAN_DATA) >/dev/null 2>&1 || { \
 		echo "installing Debian data packages: $(DEBIAN_DATA)"; \
-		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(DEBIAN_DATA); \
-	fi
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(DEBIAN_DATA); }
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

@@ -7,7 +7,7 @@ Data: Debian fortunes, the 16 categories with >= 400 entries, 400 drawn per cate
 vocabulary of 4,000 trained on them, 64 subwords per document. 50 documents per category are held out
 as the test set (seed 0); the other 350 per category are the unlabeled pretraining pool and the source of
 the label budgets (5, 20 and all 350 per class, 3 seeds each, drawn with `stratified_take`).
-Methods: mlm, clm, nsp, sop, mlm_nsp, mlm_sop, each pretrained from the same seed for the same number of
+Methods: mlm, clm, nsp, sop, mlm-nsp, mlm-sop, each pretrained from the same seed for the same number of
 steps with its own Config (AdamW, warm-up then cosine, the trainer's `make_optimizer` / `lr_factor`).
 Protocols: linear probe on frozen [CLS] and mean-pooled features (`selfsup.evaluate.linear_probe`), and
 fine-tuning the whole Transformer with a new linear head (`selfsup.evaluate.finetune`). Baselines on the
@@ -33,7 +33,7 @@ from selfsup.text.generate import generate
 from selfsup.train import lr_factor, make_optimizer
 from selfsup.utils import atomic_write_text
 
-METHODS = ["mlm", "clm", "nsp", "sop", "mlm_nsp", "mlm_sop"]
+METHODS = ["mlm", "clm", "nsp", "sop", "mlm-nsp", "mlm-sop"]
 # Sized from a partial run on a busy machine (mlm: 216 s pretraining + 419 s evaluation on 1 contended
 # thread, about 4x slower than a free core): about 10 minutes on 2 free cores, not yet measured there.
 FULL = {"per_class": 400, "test_per_class": 50, "vocab_size": 4000, "seq_len": 64, "steps": 300, "batch_size": 64,

@@ -22,6 +22,16 @@ def synthetic_images(n: int = 512, classes: int = 4, size: int = 28, seed: int =
     return ImageData(images, labels, [f"class{c}" for c in range(classes)], name="synthetic")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tests use tiny tensors: a second intra-op thread gains nothing and, when the machine is busy,
+    thread contention slows small ops tenfold or more. (Spawned processes set their own threads.)"""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_data() -> ImageData:
     return synthetic_images()

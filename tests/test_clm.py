@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from selfsup.data.text import TextData
 from selfsup.methods.base import build_method
@@ -16,15 +15,6 @@ from selfsup.text.tokenizer import NUM_SPECIAL, SEP_ID
 
 TINY = {"encoder_kwargs": {"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64}}
 WORDS = "apple banana cherry dog eagle fox grape house igloo jam kite lemon moon nest owl pear".split()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster than two threads on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_text(n: int = 24, seed: int = 0) -> TextData:

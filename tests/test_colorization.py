@@ -15,15 +15,6 @@ SPEC = DataSpec(channels=3, height=32, width=32)
 TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}, "decoder_width": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine thread contention slows them tenfold."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def smooth_colour_images(n: int, seed: int = 0) -> torch.Tensor:
     """uint8 (n, 3, 32, 32) images of smoothly varying colours (bilinear upsampling of 4x4 random colours)."""
     base = torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(seed))

@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError

@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 from selfsup.data import fashion_mnist, image_folder, load_dataset, make_splits, npz, read_idx, stratified_take
-from selfsup.data import sources
 from selfsup.errors import SelfSupError
 from conftest import synthetic_images
 

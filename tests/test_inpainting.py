@@ -12,15 +12,6 @@ TINY = dict(encoder_kwargs={"widths": (8, 8, 8)}, decoder_width=16, discriminato
 SPEC = DataSpec("image", 1, 28, 28)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops on a shared 2-core machine: a second intra-op thread only adds contention
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_central_mask_covers_exactly_the_central_square():
     mask = central_block_mask(3, 28, 28)
     expected = torch.zeros(28, 28, dtype=torch.bool)

@@ -13,15 +13,6 @@ from selfsup.views.patches import crop_patches, jigsaw_positions, normalize_each
 TINY = {"widths": (8, 8, 8)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops on a shared 2-core machine: a second intra-op thread only adds contention (25x slower here)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(autouse=True)
 def cache_in_tmp(tmp_path_factory, monkeypatch):
     # one cache folder for the whole file, so the 9! search runs once per permutation-set size

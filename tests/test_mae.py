@@ -16,15 +16,6 @@ SMALL = dict(encoder_kwargs=SMALL_VIT, decoder_dim=32, decoder_depth=1, decoder_
 SPEC = DataSpec("image", 1, 28, 28)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops on a shared 2-core machine: a second intra-op thread only adds contention
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_patch_mask_ratio_is_exact_and_per_sample():
     ids_keep, mask, _ = random_patch_mask(64, 49, 0.75, generator=torch.Generator().manual_seed(0))
     assert ids_keep.shape == (64, 12) and mask.shape == (64, 49)

@@ -1,7 +1,6 @@
 """MLM (Devlin et al., 2019): exact 15% choice, the 80/10/10 corruption, loss only on chosen positions."""
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -12,15 +11,6 @@ from selfsup.text.tokenizer import CLS_ID, MASK_ID, NUM_SPECIAL, PAD_ID, SEP_ID
 
 TINY = {"encoder_kwargs": {"dim": 32, "layers": 1, "heads": 2, "ffn_dim": 64}}
 WORDS = "apple banana cherry dog eagle fox grape house igloo jam kite lemon moon nest owl pear".split()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and far faster than two threads on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_text(n: int = 24, seed: int = 0) -> TextData:

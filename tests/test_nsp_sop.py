@@ -14,14 +14,6 @@ TINY = {"encoder_kwargs": {"dim": 32, "layers": 1, "heads": 2, "ffn_dim": 64}}
 WORDS = "apple banana cherry dog eagle fox grape house igloo jam kite lemon moon nest owl pear".split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def distinct_segments(n: int, seg: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """Row i's first segment holds ids 100i+10.., its second 100i+50..; lengths vary; padding is 0."""
     lengths = torch.stack([torch.arange(n) % seg + 1, (torch.arange(n) + 1) % seg + 1], 1)
@@ -95,7 +87,7 @@ def tiny_text(n: int = 16) -> TextData:
     return TextData.from_texts(texts, [i % 2 for i in range(n)], ["even", "odd"], seq_len=24, vocab_size=60)
 
 
-@pytest.mark.parametrize("name", ["nsp", "sop", "mlm_nsp", "mlm_sop"])
+@pytest.mark.parametrize("name", ["nsp", "sop", "mlm-nsp", "mlm-sop"])
 def test_build_loss_backward_after_step(name):
     torch.manual_seed(0)
     data = tiny_text()
@@ -115,7 +107,7 @@ def test_build_loss_backward_after_step(name):
 def test_combined_method_masks_the_pair_input_but_not_its_specials():
     torch.manual_seed(0)
     data = tiny_text()
-    method = build_method("mlm_sop", data.spec, **TINY)
+    method = build_method("mlm-sop", data.spec, **TINY)
     seen = {}
     original = method.encoder.hidden_states
 

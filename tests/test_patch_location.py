@@ -11,15 +11,6 @@ from selfsup.views.patches import NEIGHBOUR_OFFSETS, crop_patches, drop_colours,
 TINY = {"widths": (8, 8, 8)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops on a shared 2-core machine: a second intra-op thread only adds contention
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def coordinate_images(n: int, size: int = 28) -> torch.Tensor:
     """Float images whose pixel (r, c) holds 100 r + c, so a crop tells where it was cut from."""
     yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
@@ -60,11 +51,11 @@ def test_jitter_moves_each_patch_by_at_most_jitter():
 
 def test_layout_too_big_for_the_image_is_refused():
     with pytest.raises(SelfSupError):
-        build_method("patch_location", DataSpec("image", 1, 28, 28), patch=8, gap=3, encoder_kwargs=TINY)
+        build_method("patch-location", DataSpec("image", 1, 28, 28), patch=8, gap=3, encoder_kwargs=TINY)
 
 
 def test_method_pairs_are_centre_and_labelled_neighbour():
-    method = build_method("patch_location", DataSpec("image", 1, 28, 28), jitter=0, encoder_kwargs=TINY)
+    method = build_method("patch-location", DataSpec("image", 1, 28, 28), jitter=0, encoder_kwargs=TINY)
     centre, neighbour, labels = method.make_pairs(coordinate_images(64))
     (rc, cc), (rn, cn) = corner(centre), corner(neighbour)
     step = torch.tensor(NEIGHBOUR_OFFSETS)[labels]
@@ -92,7 +83,7 @@ def test_layout_picture_puts_the_neighbour_at_its_position():
 
 
 def test_build_loss_backward_examples():
-    method = build_method("patch_location", DataSpec("image", 3, 28, 28), encoder_kwargs=TINY)
+    method = build_method("patch-location", DataSpec("image", 3, 28, 28), encoder_kwargs=TINY)
     batch = torch.randint(0, 256, (6, 3, 28, 28), dtype=torch.uint8)
     loss, metrics = method.loss(batch)
     loss.backward()
@@ -107,7 +98,7 @@ def test_build_loss_backward_examples():
 
 def test_loss_decreases_on_a_tiny_batch():
     torch.manual_seed(0)
-    method = build_method("patch_location", DataSpec("image", 1, 28, 28), encoder_kwargs=TINY)
+    method = build_method("patch-location", DataSpec("image", 1, 28, 28), encoder_kwargs=TINY)
     # the position is visible in the pixels here: each 9x9 cell of the layout has its own grey level
     yy, xx = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
     batch = ((yy // 9).clamp(max=2) * 3 + (xx // 9).clamp(max=2)).div(8).expand(16, 1, 28, 28)

@@ -16,15 +16,6 @@ SPEC = DataSpec(channels=3, height=32, width=32)
 TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}, "decoder_width": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine thread contention slows them tenfold."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def smooth_colour_images(n: int, seed: int = 0) -> torch.Tensor:
     base = torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(seed))
     return (F.interpolate(base, size=(32, 32), mode="bilinear", align_corners=False) * 255).round().to(torch.uint8)

@@ -11,15 +11,6 @@ TINY = dict(encoder_kwargs={"widths": (8, 8, 8)}, decoder_width=16, discriminato
 SPEC = DataSpec("image", 1, 28, 28)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny ops on a shared 2-core machine: a second intra-op thread only adds contention
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_downsample_averages_each_2x2_block():
     images = torch.rand(2, 3, 6, 6)
     low = downsample(images, 2)
@@ -31,7 +22,7 @@ def test_downsample_averages_each_2x2_block():
 
 
 def test_encoder_sees_only_the_low_resolution_content():
-    method = build_method("super_resolution", SPEC, **TINY)
+    method = build_method("super-resolution", SPEC, **TINY)
     images = torch.rand(3, 1, 28, 28)
     # add a pattern that averages to zero inside every 2x2 block: invisible at low resolution
     checker = (torch.arange(28)[:, None] + torch.arange(28)).remainder(2).float() * 0.2 - 0.1
@@ -40,12 +31,12 @@ def test_encoder_sees_only_the_low_resolution_content():
     batch = (images * 255).round().to(torch.uint8)
     assert torch.equal(method.encoder_input(batch), method.low_resolution_view(batch.float() / 255))
     with pytest.raises(SelfSupError):
-        build_method("super_resolution", DataSpec("image", 1, 27, 27), **TINY)
+        build_method("super-resolution", DataSpec("image", 1, 27, 27), **TINY)
 
 
 def test_each_phase_updates_only_its_own_player_and_content_net_stays_fixed():
     torch.manual_seed(0)
-    method = build_method("super_resolution", SPEC, **TINY)
+    method = build_method("super-resolution", SPEC, **TINY)
     batch = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
     generator = list(method.phase_parameters("generator"))
     discriminator = list(method.phase_parameters("discriminator"))
@@ -59,7 +50,7 @@ def test_each_phase_updates_only_its_own_player_and_content_net_stays_fixed():
         assert all(p.grad is None for p in other + content), phase
         assert all(p.grad is not None for p in own) and any(p.grad.abs().sum() > 0 for p in own), phase
     assert all(p.requires_grad for p in generator + discriminator)
-    again = build_method("super_resolution", SPEC, **TINY).content_net
+    again = build_method("super-resolution", SPEC, **TINY).content_net
     assert all(torch.equal(a, b) for a, b in zip(content, again.parameters()))  # seeded, the same every run
 
 
@@ -76,7 +67,7 @@ class FixedResidual(nn.Module):
 
 def test_generator_loss_is_mse_plus_content_plus_weighted_adversarial():
     torch.manual_seed(0)
-    method = build_method("super_resolution", SPEC, content_weight=0.5, **TINY)
+    method = build_method("super-resolution", SPEC, content_weight=0.5, **TINY)
     images = torch.rand(2, 1, 28, 28)
     method.decoder = FixedResidual(0.1 * torch.randn(2, 1, 28, 28))
     loss, metrics = method.generator_loss(images)
@@ -92,7 +83,7 @@ def test_generator_loss_is_mse_plus_content_plus_weighted_adversarial():
 
 
 def test_build_loss_backward_examples():
-    method = build_method("super_resolution", SPEC)  # the default sizes
+    method = build_method("super-resolution", SPEC)  # the default sizes
     batch = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
     loss, metrics = method.loss(batch)
     loss.backward()
@@ -107,7 +98,7 @@ def test_build_loss_backward_examples():
 
 def test_generator_starts_as_bilinear_and_learns_to_beat_it_on_a_tiny_batch():
     torch.manual_seed(0)
-    method = build_method("super_resolution", SPEC, **TINY)
+    method = build_method("super-resolution", SPEC, **TINY)
     checker = ((torch.arange(28)[:, None] // 2 + torch.arange(28) // 3) % 2).float()  # sharp edges to restore
     batch = torch.stack([checker, checker.T, 1 - checker, 1 - checker.T]).unsqueeze(1)
     coarse, output = method.upscale(batch)

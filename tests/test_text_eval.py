@@ -14,14 +14,6 @@ from selfsup.methods.base import build_method
 TINY = {"encoder_kwargs": {"dim": 16, "layers": 1, "heads": 2, "ffn_dim": 32}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def two_topics(n: int = 40) -> TextData:
     """Class 0 talks about fruit, class 1 about animals: separable by words alone."""
     fruit, animals = "apple banana cherry grape lemon pear".split(), "dog eagle fox owl cat horse".split()

@@ -101,6 +101,15 @@ def fooling_loss(discriminator: nn.Module, fake: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
 
+def player_parameters(method: Method, phase: str) -> list[nn.Parameter]:
+    """Each player's own parameters: the discriminator's, or the generator's (encoder + decoder)."""
+    if phase == "discriminator":
+        return list(method.discriminator.parameters())
+    if phase == "generator":
+        return list(method.encoder.parameters()) + list(method.decoder.parameters())
+    raise unknown_name("phase", phase, list(method.phases))
+
+
 # --- the method ------------------------------------------------------------------------------------
 @dataclass
 class InpaintingConfig(MethodConfig):
@@ -151,11 +160,7 @@ class Inpainting(Method):
         return masked, self.decoder(self.encoder(masked)), mask
 
     def phase_parameters(self, phase: str) -> Iterable[nn.Parameter]:
-        if phase == "discriminator":
-            return list(self.discriminator.parameters())
-        if phase == "generator":
-            return list(self.encoder.parameters()) + list(self.decoder.parameters())
-        raise unknown_name("phase", phase, list(self.phases))
+        return player_parameters(self, phase)
 
     def phase_loss(self, batch: Tensor, phase: str) -> tuple[Tensor, dict[str, Tensor]]:
         images = to_float(batch)

@@ -8,7 +8,6 @@ from nsp.py and mlm.py, with the deviations listed there.
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from selfsup.data.base import DataSpec
@@ -17,9 +16,9 @@ from selfsup.methods.mlm import MLMConfig, MLMHead, mask_tokens, masked_lm_loss
 from selfsup.methods.nsp import NSP, pair_loss
 
 
-@METHODS.register("mlm_nsp")
+@METHODS.register("mlm-nsp")
 class MLMNSP(NSP):
-    name = "mlm_nsp"
+    name = "mlm-nsp"
     Config = MLMConfig
 
     def __init__(self, config: MLMConfig, spec: DataSpec):

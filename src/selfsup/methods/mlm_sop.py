@@ -15,9 +15,9 @@ from selfsup.methods.mlm_nsp import MLMNSP
 from selfsup.methods.sop import sop_pairs
 
 
-@METHODS.register("mlm_sop")
+@METHODS.register("mlm-sop")
 class MLMSOP(MLMNSP):
-    name = "mlm_sop"
+    name = "mlm-sop"
 
     def make_pairs(self, batch: dict[str, Tensor],
                    generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:

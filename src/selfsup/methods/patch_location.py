@@ -50,9 +50,9 @@ def layout_picture(centre: Tensor, neighbour: Tensor, position: Tensor, border: 
     return canvas.view(n, 3, 3, c, s, s).permute(0, 3, 1, 4, 2, 5).reshape(n, c, 3 * s, 3 * s).clamp(0, 1)
 
 
-@METHODS.register("patch_location")
+@METHODS.register("patch-location")
 class PatchLocation(Method):
-    name = "patch_location"
+    name = "patch-location"
     Config = PatchLocationConfig
     default_epochs = 40  # 1.5 s CPU per 20k-image epoch: ~1-1.5 min on 2 cores
 

@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError, unknown_name
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.methods.inpainting import Discriminator, ImageDecoder, discriminator_loss, fooling_loss
+from selfsup.methods.inpainting import (Discriminator, ImageDecoder, discriminator_loss, fooling_loss,
+                                        player_parameters)
 from selfsup.nets.registry import build_encoder
 from selfsup.views.basic import to_float
 
@@ -75,9 +76,9 @@ class SuperResolutionConfig(MethodConfig):
     lr: float = 1e-3  # paper: 1e-4 for 2 x 10^5 steps
 
 
-@METHODS.register("super_resolution")
+@METHODS.register("super-resolution")
 class SuperResolution(Method):
-    name = "super_resolution"
+    name = "super-resolution"
     Config = SuperResolutionConfig
     phases = ("discriminator", "generator")
     default_epochs = 6  # 28 s CPU per 20k-image epoch, both phases: ~2-3 min
@@ -108,11 +109,7 @@ class SuperResolution(Method):
         return coarse, coarse + self.decoder(self.encoder(coarse))
 
     def phase_parameters(self, phase: str) -> Iterable[nn.Parameter]:
-        if phase == "discriminator":
-            return list(self.discriminator.parameters())
-        if phase == "generator":
-            return list(self.encoder.parameters()) + list(self.decoder.parameters())
-        raise unknown_name("phase", phase, list(self.phases))
+        return player_parameters(self, phase)
 
     def phase_loss(self, batch: Tensor, phase: str) -> tuple[Tensor, dict[str, Tensor]]:
         images = to_float(batch)
