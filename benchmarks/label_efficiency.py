@@ -27,7 +27,7 @@ LABELS = {"linear": "RotNet + linear probe (conv2)", "finetune": "RotNet + fine-
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--quick", action="store_true")
     a = p.parse_args()
     t0 = time.perf_counter()

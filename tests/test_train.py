@@ -137,6 +137,11 @@ def test_cli_pretrain_evaluate_report_and_errors(tmp_path, capsys):
     assert main(["evaluate", str(run), "--data", data, "--protocol", "knn", "--labels-per-class", "5",
                  "--out", str(tmp_path / "eval.json")]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["summary"][0]["protocol"] == "knn"
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    for section in ("Training curves", "What the pretext task sees and predicts", "Embeddings", "Nearest neighbours"):
+        assert section in page
+    assert all((run / f).stat().st_size > 1000 for f in ("curves.png", "examples.png", "embedding.png", "neighbours.png"))
     assert main(["pretrain", "rotaton"]) == 2
     assert "Did you mean 'rotation'" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--data", data, "--labels-per-class", "1000"]) == 2

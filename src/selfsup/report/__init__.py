@@ -34,6 +34,11 @@ def make_report(run_dir: str | Path, n_embed: int = 2000) -> Path:
     for name, value in text.items():
         body = value if isinstance(value, str) else "\n\n".join(map(str, value))
         sections.append((name, f"<pre>{html.escape(body)}</pre>"))
+    if hasattr(method, "logits") and (run.path / "tokenizer.json").exists():  # a causal LM: show samples
+        from selfsup.text.generate import generate_from_run
+        samples = generate_from_run(run.path, samples=4)
+        sections.append(("Generated samples (temperature 0.8, top-k 40)",
+                         "".join(f"<pre>{html.escape(t)}</pre>" for t in samples)))
     evaluation = splits.test if splits.test is not None else splits.train
     if getattr(evaluation, "labels", None) is not None:
         sample = random_subset(evaluation, n_embed, 0)
