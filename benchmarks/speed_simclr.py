@@ -216,7 +216,7 @@ def write_markdown(report: dict, path: Path) -> None:
                   f"| SimCLR on {a['batch_images']} images (views+encoder+head+NT-Xent+Adam) | "
                   f"{a['simclr_step_s']:.4f} | {a['simclr_views_per_s']:.0f} | {a['simclr_images_per_s']:.0f} |",
                   f"| of which: making the two views | {a['augment_s']:.4f} | | |", "",
-                  f"SimCLR keeps **{a['keeps']:.0%}** of the bare per-view throughput (goal >= "
+                  f"SimCLR keeps **{a['keeps']:.1%}** of the bare per-view throughput (goal >= "
                   f"{a['goal_keeps']:.0%}).", ""]
     ours, theirs = report.get("ours"), report.get("lightly")
     if ours or theirs:
