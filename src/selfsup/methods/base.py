@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
+from selfsup.nets.registry import build_encoder
 from selfsup.registry import Registry
 from selfsup.views.basic import to_float
 
@@ -79,6 +80,11 @@ class Method(nn.Module):
         raise NotImplementedError
 
     # --- shared helpers -----------------------------------------------------------------------
+    def configured_encoder(self, in_channels: int | None = None) -> nn.Module:
+        """The encoder named in the config, for this data's channels (or `in_channels`) and image size."""
+        return build_encoder(self.config.encoder, in_channels=in_channels or self.spec.channels,
+                             image_size=self.spec.height, **self.config.encoder_kwargs)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """What the single optimizer trains: parameters that require grad (momentum copies do not)."""
         return [p for p in self.parameters() if p.requires_grad]

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from selfsup.data.base import DataSpec
 from selfsup.distributed import maybe_sync_batchnorm
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets import build_encoder, mlp
+from selfsup.nets import mlp
 from selfsup.views.augment import byol_views, two_views
 from selfsup.views.basic import to_float
 
@@ -82,8 +82,7 @@ class BYOL(Method):
 
     def __init__(self, config: BYOLConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         self.projector = mlp(self.encoder.feature_dim(), config.hidden_dim, config.projection_dim)
         self.predictor = mlp(config.projection_dim, config.hidden_dim, config.projection_dim)
         self.target_encoder = frozen_copy(self.encoder)

@@ -20,7 +20,6 @@ from selfsup.data.base import DataSpec
 from selfsup.losses.contrastive import info_nce
 from selfsup.methods.base import METHODS, Method, MethodConfig
 from selfsup.methods.temporal_order import first_frame_if_clip
-from selfsup.nets import build_encoder
 from selfsup.views import to_float
 
 
@@ -52,8 +51,7 @@ class CPCSequence(Method):
         super().__init__(config, spec)
         if spec.frames and config.steps >= spec.frames:
             raise ValueError(f"cannot predict {config.steps} steps ahead in clips of {spec.frames} frames")
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         self.to_code = nn.Linear(self.encoder.feature_dim(), config.code_dim)
         self.context = nn.GRU(config.code_dim, config.context_dim, batch_first=True)
         self.predictors = nn.ModuleList(nn.Linear(config.context_dim, config.code_dim, bias=False)

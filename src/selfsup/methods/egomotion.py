@@ -25,7 +25,6 @@ from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets import build_encoder
 from selfsup.views import to_float
 
 
@@ -56,8 +55,7 @@ class Egomotion(Method):
 
     def __init__(self, config: EgomotionConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         self.project = nn.Linear(self.encoder.feature_dim(), config.embed_dim)
         motions = len(spec.extra.get("motions", range(6)))
         eye = torch.eye(config.embed_dim).expand(motions, -1, -1).clone()

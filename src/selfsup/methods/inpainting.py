@@ -30,7 +30,6 @@ from torch import Tensor, nn
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError, unknown_name
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets.registry import build_encoder
 from selfsup.views.basic import to_float
 from selfsup.views.masks import central_block_mask, random_block_mask, random_region_mask
 
@@ -138,8 +137,7 @@ class Inpainting(Method):
         super().__init__(config, spec)
         if config.mask not in MASKS:
             raise unknown_name("inpainting mask", config.mask, list(MASKS))
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         self.decoder = ImageDecoder(self.encoder.feature_dim(), spec.channels, spec.height, config.decoder_width)
         self.discriminator = Discriminator(spec.channels, spec.height, config.discriminator_width)
 

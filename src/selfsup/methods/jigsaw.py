@@ -31,7 +31,6 @@ from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import METHODS, Method, MethodConfig
 from selfsup.nets.base import BlockEncoder
-from selfsup.nets.registry import build_encoder
 from selfsup.views.basic import to_float
 from selfsup.views.patches import crop_patches, jigsaw_positions, normalize_each
 
@@ -173,8 +172,7 @@ class Jigsaw(Method):
         if not 1 <= self.tile <= self.cell or 3 * self.cell > min(spec.height, spec.width):
             raise SelfSupError(f"jigsaw cells of {self.cell} and tiles of {self.tile} pixels do not fit "
                                f"{spec.height}x{spec.width} images; choose cell <= size/3 and tile <= cell")
-        inner = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                              **config.encoder_kwargs)
+        inner = self.configured_encoder()
         self.encoder = TileEncoder(inner)
         self.register_buffer("perms", torch.from_numpy(permutation_set(config.permutations, config.permutation_seed)))
         self.tile_fc = nn.Sequential(nn.Linear(self.encoder.feature_dim(), config.tile_features), nn.ReLU(inplace=True))

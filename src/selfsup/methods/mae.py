@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets.registry import build_encoder
 from selfsup.nets.vit import TransformerBlock, ViT, init_transformer, patchify, sincos_positions, unpatchify
 from selfsup.views.basic import to_float
 from selfsup.views.masks import random_patch_mask
@@ -69,8 +68,7 @@ class MAE(Method):
         super().__init__(config, spec)
         if not 0.0 < config.mask_ratio < 1.0:
             raise SelfSupError(f"mask_ratio must be in (0, 1), got {config.mask_ratio}")
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         if not isinstance(self.encoder, ViT):
             raise SelfSupError(f"MAE needs a ViT encoder (e.g. 'vit_tiny'), got {config.encoder!r}")
         self.patch = self.encoder.patch_size

@@ -35,7 +35,6 @@ from selfsup.data.base import DataSpec
 from selfsup.distributed import broadcast, gather, is_distributed, rank, world_size
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets import build_encoder
 from selfsup.views.augment import two_views, view_preset
 from selfsup.views.basic import to_float
 
@@ -107,8 +106,7 @@ class MoCo(Method):
 
     def __init__(self, config: MoCoConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         self.head = projection_head(self.encoder.feature_dim(), config.dim, config.mlp)
         self.encoder_k = frozen_copy(self.encoder)
         self.head_k = frozen_copy(self.head)

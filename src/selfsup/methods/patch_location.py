@@ -22,7 +22,6 @@ from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import METHODS, Method, MethodConfig
 from selfsup.methods.jigsaw import TileEncoder
-from selfsup.nets.registry import build_encoder
 from selfsup.views.basic import to_float
 from selfsup.views.patches import NEIGHBOUR_OFFSETS, crop_patches, drop_colours, patch_pair_positions
 
@@ -62,8 +61,7 @@ class PatchLocation(Method):
         if span > min(spec.height, spec.width):
             raise SelfSupError(f"patch {config.patch}, gap {config.gap} and jitter {config.jitter} need {span} "
                                f"pixels but images are {spec.height}x{spec.width}; lower them")
-        inner = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                              **config.encoder_kwargs)
+        inner = self.configured_encoder()
         self.encoder = TileEncoder(inner)  # one tower, used for both patches: the tied siamese weights
         self.head = nn.Sequential(nn.Linear(2 * self.encoder.feature_dim(), config.hidden), nn.ReLU(inplace=True),
                                   nn.Linear(config.hidden, 8))

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets import build_encoder
 from selfsup.views import four_rotations, to_float
 
 
@@ -32,8 +31,7 @@ class Rotation(Method):
 
     def __init__(self, config: RotationConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         self.head = nn.Linear(self.encoder.feature_dim(), 4)  # logits over the 4 rotations
 
     def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

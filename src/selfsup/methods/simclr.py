@@ -26,7 +26,7 @@ from selfsup.data.base import DataSpec
 from selfsup.distributed import gather_with_grad, is_distributed, rank
 from selfsup.losses.contrastive import nt_xent
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets import build_encoder, mlp
+from selfsup.nets import mlp
 from selfsup.views.augment import two_views, view_preset
 from selfsup.views.basic import to_float
 
@@ -73,8 +73,7 @@ class SimCLR(Method):
 
     def __init__(self, config: SimCLRConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         dim = self.encoder.feature_dim()
         self.projector = mlp(dim, config.projection_hidden or dim, config.projection_dim, layers=2)
         self.view_config = view_preset(config.views)

@@ -26,7 +26,7 @@ from torch import Tensor
 from selfsup.data.base import DataSpec
 from selfsup.distributed import maybe_sync_batchnorm
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets import build_encoder, mlp
+from selfsup.nets import mlp
 from selfsup.views.augment import mocov2_views, two_views
 from selfsup.views.basic import to_float
 
@@ -61,8 +61,7 @@ class SimSiam(Method):
 
     def __init__(self, config: SimSiamConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         dim = config.projection_dim
         self.projector = mlp(self.encoder.feature_dim(), dim, dim, layers=3, last_batch_norm=True)
         self.predictor = mlp(dim, config.predictor_dim, dim, layers=2)

@@ -32,7 +32,6 @@ from selfsup.errors import SelfSupError, unknown_name
 from selfsup.methods.base import METHODS, Method, MethodConfig
 from selfsup.methods.inpainting import (Discriminator, ImageDecoder, discriminator_loss, fooling_loss,
                                         player_parameters)
-from selfsup.nets.registry import build_encoder
 from selfsup.views.basic import to_float
 
 
@@ -87,8 +86,7 @@ class SuperResolution(Method):
         super().__init__(config, spec)
         if spec.height % config.scale or spec.width % config.scale:
             raise SelfSupError(f"{spec.height}x{spec.width} images cannot be downsampled by {config.scale}")
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         self.decoder = ImageDecoder(self.encoder.feature_dim(), spec.channels, spec.height, config.decoder_width,
                                     sigmoid=False)
         nn.init.zeros_(self.decoder.up[-1].weight)  # start as plain bilinear upsampling, learn the residual

@@ -21,7 +21,6 @@ from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets import build_encoder
 from selfsup.views import to_float
 
 
@@ -93,8 +92,7 @@ class TemporalOrder(Method):
 
     def __init__(self, config: TemporalOrderConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = build_encoder(config.encoder, in_channels=spec.channels, image_size=spec.height,
-                                     **config.encoder_kwargs)
+        self.encoder = self.configured_encoder()
         dim = self.encoder.feature_dim()
         self.classifier = nn.Sequential(nn.Linear(3 * dim, config.hidden_dim), nn.ReLU(inplace=True),
                                         nn.Linear(config.hidden_dim, 2))
