@@ -2,7 +2,9 @@
 
 Chen, Kornblith, Norouzi & Hinton, "A Simple Framework for Contrastive Learning of Visual
 Representations", ICML 2020. Two random views of every image go through a shared encoder and a 2-layer
-MLP projection head (BatchNorm in the hidden layer, as in the authors' code); NT-Xent over the 2N views,
+MLP projection head (BatchNorm after both layers, ReLU after the first only, as in the authors' code and
+lightly's SimCLRProjectionHead; the authors' output BatchNorm learns a scale only, ours a scale and a
+shift, as lightly's); NT-Xent over the 2N views,
 each anchor with 1 positive and 2N-2 negatives. The head is discarded after pretraining: `encoder` is what
 transfers. Across processes the projections of every rank are gathered with gradients, so each anchor has
 the negatives of the whole global batch (the paper's cross-replica negatives).
@@ -75,7 +77,8 @@ class SimCLR(Method):
         super().__init__(config, spec)
         self.encoder = self.configured_encoder()
         dim = self.encoder.feature_dim()
-        self.projector = mlp(dim, config.projection_hidden or dim, config.projection_dim, layers=2)
+        self.projector = mlp(dim, config.projection_hidden or dim, config.projection_dim, layers=2,
+                             last_batch_norm=True, last_affine=True)
         self.view_config = view_preset(config.views)
 
     def make_views(self, batch: Tensor) -> tuple[Tensor, Tensor]:
