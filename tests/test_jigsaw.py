@@ -7,7 +7,6 @@ import torch
 from selfsup.data.base import DataSpec
 from selfsup.methods import jigsaw
 from selfsup.methods.base import build_method
-from selfsup.nets.registry import build_encoder
 from selfsup.views.patches import crop_patches, jigsaw_positions, normalize_each
 
 TINY = {"widths": (8, 8, 8)}
@@ -90,14 +89,6 @@ def test_per_tile_normalisation():
     out = normalize_each(tiles)
     assert torch.allclose(out.mean(dim=(-2, -1)), torch.zeros(2, 9, 3), atol=1e-5)
     assert torch.allclose(out.std(dim=(-2, -1), unbiased=False), torch.ones(2, 9, 3), atol=1e-3)
-
-
-def test_tile_encoder_sees_whole_images_like_its_inner_encoder():
-    inner = build_encoder("convnet", in_channels=1, image_size=28, widths=(8, 8, 8))
-    tiles = jigsaw.TileEncoder(inner)
-    x = torch.rand(3, 1, 28, 28)
-    assert torch.equal(tiles(x), inner(x)) and torch.equal(tiles(x, upto="conv2"), inner(x, upto="conv2"))
-    assert tiles(torch.rand(5, 1, 7, 7)).shape == (5, tiles.feature_dim()) == (5, inner.feature_dim())
 
 
 def test_build_loss_backward_examples():

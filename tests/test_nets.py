@@ -1,9 +1,10 @@
-"""Encoders: the channels-last layout changes speed, never values, and survives a checkpoint round trip."""
+"""Encoders: channels-last changes speed, never values, and survives a checkpoint; tile encoders keep sizes."""
 import copy
 
 import torch
 
 from selfsup.nets import build_encoder
+from selfsup.nets.tiles import TileEncoder
 from selfsup.runs import load_weights, save_weights
 
 
@@ -40,3 +41,11 @@ def test_channels_last_weights_survive_a_checkpoint_round_trip(tmp_path):
     load_weights(loaded, tmp_path / "w.safetensors")
     assert torch.equal(loaded(x), encoder(x))
     assert loaded.blocks["conv2"][0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_tile_encoder_sees_whole_images_like_its_inner_encoder():
+    inner = build_encoder("convnet", in_channels=1, image_size=28, widths=(8, 8, 8))
+    tiles = TileEncoder(inner)
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.equal(tiles(x), inner(x)) and torch.equal(tiles(x, upto="conv2"), inner(x, upto="conv2"))
+    assert tiles(torch.rand(5, 1, 7, 7)).shape == (5, tiles.feature_dim()) == (5, inner.feature_dim())

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets.base import BlockEncoder
+from selfsup.nets.tiles import TileEncoder
 from selfsup.views.basic import to_float
 from selfsup.views.patches import crop_patches, jigsaw_positions, normalize_each
 
@@ -99,43 +99,6 @@ def unshuffle_tiles(shuffled: Tensor, perms: Tensor, labels: Tensor) -> Tensor:
 
 
 # --- an encoder for tiles that also takes whole images ---------------------------------------------
-class TileEncoder(BlockEncoder):
-    """Shares the blocks of `inner` (built for whole images) and average-pools each block's map to the
-    size it has on a whole image, so a small tile and a whole image give features of the same size (on a
-    whole image the pooling changes nothing: evaluation sees exactly the inner encoder's features)."""
-
-    def __init__(self, inner: BlockEncoder):
-        super().__init__()
-        self.blocks = inner.blocks
-        self.input_shape = inner.input_shape
-        self.grids = self._whole_image_grids(inner)
-
-    @torch.no_grad()
-    def _whole_image_grids(self, inner: BlockEncoder) -> dict[str, tuple[int, int]]:
-        was_training = inner.training
-        inner.eval()
-        x, grids, dims = torch.zeros(1, *self.input_shape), {}, {}
-        for name, block in self.blocks.items():
-            x = block(x)
-            if x.dim() != 4:
-                raise SelfSupError(f"{type(inner).__name__} block {name!r} gives no spatial map; "
-                                   f"tile-based methods need a convolutional encoder (e.g. convnet, resnet18)")
-            globally_pooled = inner.pool(x).shape[1] == x.shape[1]  # e.g. ResNet's global average pool
-            grids[name] = (1, 1) if globally_pooled else tuple(x.shape[-2:])
-            dims[name] = x.shape[1] * grids[name][0] * grids[name][1]
-        inner.train(was_training)
-        object.__setattr__(self, "_dims_cache", dims)  # feature_dim reads it; not a module attribute
-        return grids
-
-    def forward(self, x: Tensor, upto: str | None = None) -> Tensor:
-        self.check_block(upto)
-        for name, block in self.blocks.items():
-            x = block(x)
-            if name == upto:
-                break
-        return F.adaptive_avg_pool2d(x, self.grids[name]).flatten(1)
-
-
 def tiles_to_image(tiles: Tensor, border: int = 1) -> Tensor:
     """(N, 9, C, t, t) tiles in raster order -> (N, C, 3(t+border), 3(t+border)) pictures, each tile
     stretched to [0, 1] on its own and framed by a black border so the puzzle pieces stay visible."""

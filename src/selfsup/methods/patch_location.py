@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.methods.jigsaw import TileEncoder
+from selfsup.nets.tiles import TileEncoder
 from selfsup.views.basic import to_float
 from selfsup.views.patches import NEIGHBOUR_OFFSETS, crop_patches, drop_colours, patch_pair_positions
 

@@ -39,6 +39,10 @@ class BlockEncoder(nn.Module):
             raise unknown_name("block", name, self.block_names)
 
     def forward(self, x: Tensor, upto: str | None = None) -> Tensor:
+        return self.pool(self.feature_map(x, upto)[0])
+
+    def feature_map(self, x: Tensor, upto: str | None = None) -> tuple[Tensor, str]:
+        """The output of block `upto` (default: the last block), before pooling, and that block's name."""
         self.check_block(upto)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -46,7 +50,7 @@ class BlockEncoder(nn.Module):
             x = block(x)
             if name == upto:
                 break
-        return self.pool(x)
+        return x, name
 
     def feature_dim(self, upto: str | None = None) -> int:
         return self._dims()[upto or self.block_names[-1]]
