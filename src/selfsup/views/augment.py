@@ -235,6 +235,8 @@ def random_blur(images: Tensor, config: ViewConfig, generator: torch.Generator |
 
 def random_solarize(images: Tensor, p: float, generator: torch.Generator | None = None) -> Tensor:
     apply = _coin(len(images), p, images, generator)
+    if p <= 0:
+        return images
     return torch.where(_per_sample(apply) & (images >= 0.5), 1 - images, images)
 
 
@@ -256,4 +258,8 @@ def augment(images: Tensor, config: ViewConfig, generator: torch.Generator | Non
 def two_views(images: Tensor, first: ViewConfig, second: ViewConfig | None = None,
               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Two independent random views of every image (the second with `second`, or `first` again)."""
-    return augment(images, first, generator), augment(images, second or first, generator)
+    if second is None or second == first:
+        # One pass over the 2N images: every transform draws per-sample parameters, so the two copies
+        # of an image get independent views, at half the kernel launches of two calls.
+        return augment(torch.cat([images, images]), first, generator).chunk(2)
+    return augment(images, first, generator), augment(images, second, generator)
