@@ -324,11 +324,16 @@ def main(argv: list[str] | None = None) -> dict:
         print("(a) step overhead ...", flush=True)
         report["step_overhead"] = step_overhead(train, args.batch_size, batch_norm, warmup, steps, args.seeds[0])
         print(json.dumps(report["step_overhead"]), flush=True)
+    runs_dir = args.out / ("speed_simclr_runs_quick" if args.quick else "speed_simclr_runs")
+    # Through JSON, so it compares equal to the copy read back from a kept run (tuples become lists).
+    fingerprint = json.loads(json.dumps(dict(settings, seed=None, train_images=len(train), test_images=len(test))))
+    if not args.skip_ours:
         report["ours"] = over_seeds("ours", args.seeds, lambda seed: run_ours(
-            train, test, epochs, args.batch_size, batch_norm, seed))
+            train, test, epochs, args.batch_size, batch_norm, seed), runs_dir, fingerprint, "ours" in args.rerun)
     if not args.skip_lightly:
         report["lightly"] = over_seeds("lightly", args.seeds, lambda seed: run_lightly(
-            train, test, dict(settings, seed=seed), install=not args.no_install))
+            train, test, dict(settings, seed=seed), install=not args.no_install), runs_dir, fingerprint,
+            "lightly" in args.rerun)
     if "ours" in report and "lightly" in report:
         report["comparison"] = {
             "speedup": report["ours"]["images_per_s"] / report["lightly"]["images_per_s"], "goal_speedup": 3.0,
