@@ -38,3 +38,19 @@ def tiny_data() -> ImageData:
 
 
 TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}}
+
+
+def fit_batch(method, batch, steps: int, lr: float) -> tuple[list[float], dict]:
+    """Adam on one fixed batch for `steps` steps: the loss of every step and the last step's metrics.
+
+    The overfitting tests use it: a method whose loss and gradients are right can memorise one batch.
+    """
+    optimizer = torch.optim.Adam(method.parameters(), lr=lr)
+    losses, metrics = [], {}
+    for _ in range(steps):
+        loss, metrics = method.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, metrics

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fit_batch
 from selfsup.data.base import DataSpec
 from selfsup.methods import jigsaw
 from selfsup.methods.base import build_method
@@ -114,12 +115,5 @@ def test_loss_decreases_on_a_tiny_batch():
     centres = torch.randint(4, 24, (16, 3, 2))
     blobs = ((yy - centres[..., :1, None]) ** 2 + (xx - centres[..., 1:, None]) ** 2 < 20).any(1)
     batch = (blobs.unsqueeze(1) * 255).to(torch.uint8)
-    opt = torch.optim.Adam(method.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(60):
-        loss, _ = method.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses, _ = fit_batch(method, batch, steps=60, lr=3e-3)
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])

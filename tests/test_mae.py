@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fit_batch
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import build_method
@@ -123,12 +124,5 @@ def test_loss_decreases_on_a_tiny_batch():
     method = build_method("mae", SPEC, **SMALL)
     yy, xx = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
     batch = (((yy // 7 + xx // 7) % 2) * 255).to(torch.uint8).expand(8, 1, 28, 28)  # a checkerboard
-    opt = torch.optim.Adam(method.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(60):
-        loss, _ = method.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses, _ = fit_batch(method, batch, steps=60, lr=2e-3)
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])

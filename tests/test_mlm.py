@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from conftest import fit_batch
 from selfsup.data.text import TextData
 from selfsup.methods.base import build_method
 from selfsup.methods.mlm import IGNORE, choose_positions, mask_tokens, masked_lm_loss
@@ -122,13 +123,6 @@ def test_loss_decreases_on_a_tiny_batch():
     texts = [" ".join(WORDS[(start + i) % len(WORDS)] for i in range(10)) for start in range(len(WORDS))]
     data = TextData.from_texts(texts, seq_len=16, vocab_size=60)
     method = build_method("mlm", data.spec, **TINY)
-    opt = torch.optim.Adam(method.parameters(), lr=3e-3)
     batch = data.batch(torch.arange(16))
-    losses = []
-    for _ in range(200):
-        loss, _ = method.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses, _ = fit_batch(method, batch, steps=200, lr=3e-3)
     assert sum(losses[-20:]) / 20 < 0.75 * sum(losses[:5]) / 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import fit_batch
 from selfsup.data.text import TextData
 from selfsup.methods.base import build_method
 from selfsup.methods.nsp import build_pairs, nsp_pairs
@@ -128,13 +129,6 @@ def test_sop_loss_decreases_on_a_tiny_batch():
     torch.manual_seed(0)
     data = tiny_text()
     method = build_method("sop", data.spec, **TINY)
-    opt = torch.optim.Adam(method.parameters(), lr=3e-3)
     batch = data.batch(torch.arange(16))
-    losses = []
-    for _ in range(120):
-        loss, _ = method.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses, _ = fit_batch(method, batch, steps=120, lr=3e-3)
     assert sum(losses[-20:]) / 20 < 0.5 * sum(losses[:5]) / 5

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fit_batch
 from selfsup.data.base import DataSpec
 from selfsup.methods.base import build_method
 from selfsup.methods.patch_location import layout_picture
@@ -102,12 +103,5 @@ def test_loss_decreases_on_a_tiny_batch():
     # the position is visible in the pixels here: each 9x9 cell of the layout has its own grey level
     yy, xx = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
     batch = ((yy // 9).clamp(max=2) * 3 + (xx // 9).clamp(max=2)).div(8).expand(16, 1, 28, 28)
-    opt = torch.optim.Adam(method.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(120):
-        loss, _ = method.loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses, _ = fit_batch(method, batch, steps=120, lr=3e-3)
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
