@@ -34,7 +34,7 @@ from selfsup.data.base import ImageData
 from selfsup.data.egomotion import MOTIONS, make_egomotion_pairs
 from selfsup.data.sources import fashion_mnist
 from selfsup.data.splits import stratified_take
-from selfsup.data.sprites import PALETTE, make_sprite_clips, object_frames
+from selfsup.data.sprites import make_sprite_clips, object_frames
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import fresh_copy, supervised_baseline
 from selfsup.evaluate.knn import knn_classify
