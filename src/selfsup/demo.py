@@ -38,7 +38,7 @@ class DemoSetting:
 
 
 # RotNet epochs are sized so the whole demo (3 seeds x 2 datasets, 4 classifiers each) runs in under
-# 10 minutes on 2 CPU cores (about 3,200 rotated images/s here); the notebook trained longer.
+# 10 minutes on 2 CPU cores (3.9 min with benchmarks/demo.py); the notebook trained longer.
 SETTINGS = [DemoSetting("fashion-mnist", 10_000, 100, 5), DemoSetting("mnist5k", None, 100, 10)]
 ROWS = [("transfer", "RotNet conv1-2 frozen + dense (notebook)"),
         ("supervised_transfer_arch", "supervised, same arch (conv1-2 + dense)"),
