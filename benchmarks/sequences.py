@@ -9,6 +9,8 @@ Rows:
   clips of Fashion-MNIST *test* objects, a linear probe and kNN on frozen features with 10 and 100 labelled
   frames per class, against a random-init encoder (same probe) and the supervised baseline (the same
   encoder trained from scratch on the same labels, `selfsup.evaluate.supervised_baseline`).
+  tracking-colorization's encoder stops at conv2 (the blocks its loss trains; the other two read conv3),
+  so it gets its own random-init and supervised rows of that shorter encoder.
 - tracking-colorization also: mask IoU (DAVIS J) of propagating the first frame's masks through held-out
   colour clips with the learned attention, no further training, against copying the first-frame mask
   and against the attention of a random-init network.
@@ -133,10 +135,14 @@ def run(cfg: dict, out: Path, threads: int) -> dict:
         row = {"pretrain": train_steps(method, train, cfg["steps"][name], BATCH[name]), "batch_size": BATCH[name],
                "steps": cfg["steps"][name]}
         row["frames"] = few_label_rows(method, data["frames_pool"], data["frames_test"], cfg["budgets"], cfg)
-        if name == "temporal-order":  # all three video encoders are the same grey convnet: one random-init row
+        if name == "temporal-order":  # temporal-order and cpc-sequence: the same grey convnet, one random-init row
             results["rows"]["random-init-frames"] = few_label_rows(random_init, data["frames_pool"],
                                                                   data["frames_test"], cfg["budgets"], cfg)
-        if name == "tracking-colorization":
+        if name == "tracking-colorization":  # its encoder stops at conv2: random init and supervised of that
+            row["frames_random_init"] = few_label_rows(random_init, data["frames_pool"], data["frames_test"],
+                                                       cfg["budgets"], cfg)
+            row["frames_supervised"] = supervised_rows(method, data["frames_pool"], data["frames_test"],
+                                                       cfg["budgets"], cfg)
             row["tracking"] = {ref: tracking_iou(method, data["color_test"], reference=ref)
                                for ref in ("previous", "first")}
             row["tracking_random_init"] = tracking_iou(random_init, data["color_test"], reference="first")
@@ -187,11 +193,16 @@ def markdown(r: dict) -> str:
         lines.append(f"| {name} | {row['pretrain']['seconds']:.0f} | {cells} |")
     rand = rows["random-init-frames"]
     cells = " | ".join(f"{rand[b]['linear']:.3f} | {rand[b]['knn']:.3f}" for b in budgets)
-    lines.append(f"| random init (same convnet) | 0 | {cells} |")
-    sup = rows["supervised-frames"]
-    lines += ["", "Supervised baseline (same convnet from scratch, same labels): " +
-              ", ".join(f"{b}/class {sup[b]['finetune']:.3f}" for b in budgets), ""]
+    lines.append(f"| random init (same convnet, conv3 features) | 0 | {cells} |")
     tr = rows["tracking-colorization"]
+    rand = tr["frames_random_init"]
+    cells = " | ".join(f"{rand[b]['linear']:.3f} | {rand[b]['knn']:.3f}" for b in budgets)
+    lines.append(f"| random init (conv1-conv2, tracking-colorization's encoder) | 0 | {cells} |")
+    sup, sup_tr = rows["supervised-frames"], tr["frames_supervised"]
+    lines += ["", "Supervised baseline (same convnet from scratch, same labels): " +
+              ", ".join(f"{b}/class {sup[b]['finetune']:.3f}" for b in budgets) +
+              "; with tracking-colorization's conv1-conv2 encoder: " +
+              ", ".join(f"{b}/class {sup_tr[b]['finetune']:.3f}" for b in budgets), ""]
     lines += ["## Mask propagation (held-out colour clips, first-frame masks given, no training)", "",
               "| tracker | mean J (frames 1-7) |", "|---|---|",
               f"| learned attention, reference = previous frame | {tr['tracking']['previous']['iou']:.3f} |",

@@ -1,4 +1,5 @@
-"""CPC: patch grid, row-causal context, InfoNCE targets k rows below, loss reference, one step."""
+"""CPC: patch grid, row-causal context, InfoNCE targets k rows below that share no pixel with the context,
+loss reference, one step."""
 import math
 
 import pytest
@@ -6,6 +7,7 @@ import torch
 
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
+from selfsup.methods import cpc as cpc_module
 from selfsup.methods.base import build_method
 from selfsup.methods.cpc import RowContext, future_pairs
 from selfsup.nets import freeze_upto
@@ -53,17 +55,65 @@ def test_context_at_a_row_sees_only_the_rows_above_and_itself() -> None:
     assert not torch.allclose(before[:, :, 3], after[:, :, 3])
 
 
+def _pixel_rows_of_grid_rows(method) -> list[set[int]]:
+    """For each grid row of the method's own patch grid, the image pixel rows its patches cover."""
+    rows = torch.arange(28, dtype=torch.float).view(1, 1, 28, 1).expand(1, 1, 28, 28)
+    grid = method.encoder.patches(rows)  # (1, G, G, 1, p, p): every pixel holds its own row index
+    return [set(grid[0, i].flatten().long().tolist()) for i in range(grid.shape[1])]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"patch_size": 8, "patch_stride": 3, "prediction_steps": 5},
+                                       {"patch_size": 7, "patch_stride": 7, "prediction_steps": 2}])
+def test_predicted_targets_share_no_pixel_row_with_the_context(overrides, monkeypatch) -> None:
+    """Every (context row i, target row i + k) pair the loss actually scores: the target patch's pixel rows
+    are disjoint from those of all context rows <= i, so a prediction cannot copy pixels it has seen."""
+    method = build_method("cpc", SPEC, **{**TINY, **overrides})
+    scored: list[int] = []
+
+    def recording_pairs(prediction, z, k):
+        scored.append(k)
+        return future_pairs(prediction, z, k)
+
+    monkeypatch.setattr(cpc_module, "future_pairs", recording_pairs)
+    _, metrics = method.loss(_batch(2))
+    assert scored and set(metrics) == {"pretext_acc"} | {f"acc_k{k}" for k in scored}
+    pixel_rows = _pixel_rows_of_grid_rows(method)
+    g = len(pixel_rows)
+    # Which grid rows each query row of offset k is paired with, read off future_pairs on a row-index map.
+    row_index = torch.arange(g, dtype=torch.float).view(1, 1, g, 1).expand(1, 1, g, g)
+    for k in scored:
+        queries, targets = future_pairs(row_index, row_index, k)
+        for i, t in {(int(q), int(tt)) for q, tt in zip(queries[:, 0], targets[:, 0])}:
+            seen = set().union(*pixel_rows[:i + 1])
+            assert not pixel_rows[t] & seen, f"offset {k}: target row {t} overlaps context rows <= {i}"
+    assert scored == list(method.offsets) and len(method.predictors) == len(scored)
+
+
+def test_default_grid_skips_only_the_overlapping_offset() -> None:
+    method = build_method("cpc", SPEC, **TINY)
+    assert method.encoder.grid_size == 6 and method.offsets == (2, 3, 4)
+
+
+@pytest.mark.parametrize("overrides", [{"prediction_steps": 1},  # k = 1 only, and it overlaps
+                                       {"patch_size": 8, "patch_stride": 2, "prediction_steps": 3},
+                                       {"patch_size": 16, "patch_stride": 4, "prediction_steps": 3}])
+def test_refuses_a_config_with_no_non_overlapping_offset(overrides) -> None:
+    with pytest.raises(SelfSupError, match="does not overlap the context"):
+        build_method("cpc", SPEC, **{**TINY, **overrides})
+
+
 def test_loss_is_info_nce_over_all_patches_at_each_offset() -> None:
     torch.manual_seed(0)
-    method = build_method("cpc", SPEC, prediction_steps=2, **TINY)
+    method = build_method("cpc", SPEC, prediction_steps=3, **TINY)
+    assert method.offsets == (2, 3)
     x = _batch(2)
     loss, metrics = method.loss(x)
     with torch.no_grad():
         z = method.encoder.patch_features(x.float() / 255).permute(0, 3, 1, 2)
         c = method.context(z)
         total = 0.0
-        for k in (1, 2):
-            pred = method.predictors[k - 1](c)
+        for index, k in enumerate((2, 3)):
+            pred = method.predictors[index](c)
             q, p = future_pairs(pred, z, k)
             terms = []
             for m in range(len(q)):
@@ -72,7 +122,7 @@ def test_loss_is_info_nce_over_all_patches_at_each_offset() -> None:
                 terms.append(-(scores[m] - top - math.log(sum(math.exp(s - top) for s in scores))))
             total += sum(terms) / len(terms)
     assert loss.item() == pytest.approx(total / 2, rel=1e-4)
-    assert set(metrics) == {"pretext_acc", "acc_k1", "acc_k2"}
+    assert set(metrics) == {"pretext_acc", "acc_k2", "acc_k3"}
 
 
 def test_encoder_mean_pools_patch_features_and_supports_blocks() -> None:

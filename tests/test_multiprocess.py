@@ -43,5 +43,7 @@ def test_two_process_ddp_run_on_gloo_finishes_with_one_run_folder(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["status"] == "done" and config["epochs_done"] == 2
     from selfsup.runs import load_checkpoint
-    # 512 images / 2 processes / batch 64 = 4 steps per epoch in each process
-    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 8
+    # 512 images minus the 100 held-out test images (25 of each class's 128) = 412 / 2 processes / batch 64
+    # = 3 steps per epoch in each process
+    assert config["data"]["pool_size"] == 412
+    assert load_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 6

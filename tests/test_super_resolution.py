@@ -1,9 +1,12 @@
+import re
+
 import pytest
 import torch
 from torch import nn
 
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
+from selfsup.methods import super_resolution
 from selfsup.methods.base import build_method
 from selfsup.methods.super_resolution import downsample
 
@@ -65,9 +68,22 @@ class FixedResidual(nn.Module):
         return self.residual + 0 * features.sum()
 
 
-def test_generator_loss_is_mse_plus_content_plus_weighted_adversarial():
+def _documented_weights() -> tuple[float, float, float]:
+    """The default weights as the module docstring states them: "generator loss = a x pixel MSE + b x content
+    + c x adversarial"."""
+    found = re.search(r"generator loss = (\S+) x pixel MSE \+ (\S+) x content \+ (\S+) x adversarial",
+                      super_resolution.__doc__)
+    assert found, "the docstring no longer states the generator loss in the tested form"
+    return tuple(float(w) for w in found.groups())
+
+
+@pytest.mark.parametrize("overrides", [{}, {"content_weight": 0.5}, {"mse_weight": 0.0, "adversarial_weight": 0.1}])
+def test_generator_loss_is_mse_plus_content_plus_weighted_adversarial(overrides):
+    """By hand from its parts, with the docstring's weights (defaults) or the overridden ones."""
     torch.manual_seed(0)
-    method = build_method("super-resolution", SPEC, content_weight=0.5, **TINY)
+    method = build_method("super-resolution", SPEC, **overrides, **TINY)
+    documented = dict(zip(("mse_weight", "content_weight", "adversarial_weight"), _documented_weights()))
+    w_mse, w_content, w_adv = ({**documented, **overrides}[k] for k in documented)
     images = torch.rand(2, 1, 28, 28)
     method.decoder = FixedResidual(0.1 * torch.randn(2, 1, 28, 28))
     loss, metrics = method.generator_loss(images)
@@ -79,7 +95,7 @@ def test_generator_loss_is_mse_plus_content_plus_weighted_adversarial():
     assert metrics["mse"].item() == pytest.approx(mse.item(), rel=1e-5)
     assert metrics["content_loss"].item() == pytest.approx(content.item(), rel=1e-5)
     assert metrics["adv_loss"].item() == pytest.approx(adversarial.item(), rel=1e-5)
-    assert loss.item() == pytest.approx((mse + 0.5 * content + 1e-3 * adversarial).item(), rel=1e-5)
+    assert loss.item() == pytest.approx((w_mse * mse + w_content * content + w_adv * adversarial).item(), rel=1e-5)
 
 
 def test_build_loss_backward_examples():

@@ -1,5 +1,6 @@
 """Colourisation as tracking: exact colour quantisation, pointer attention and colour copying against plain
-references, the loss as written in the paper, grey-only input, and training that lowers the loss."""
+references, the loss as written in the paper, grey-only input, downstream features made only of trained
+parameters, and training that lowers the loss."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,8 @@ import pytest
 import torch
 
 from selfsup.data.sprites import PALETTE, make_sprite_clips
+from selfsup.errors import SelfSupError
+from selfsup.evaluate.finetune import Classifier
 from selfsup.methods.base import build_method
 from selfsup.methods.tracking_colorization import (copy_colors, pointer_attention, quantize_colors,
                                                    reference_and_target, to_gray)
@@ -71,11 +74,73 @@ def test_loss_is_the_cross_entropy_of_copied_colours_and_reaches_only_the_hyperc
     assert loss.item() == pytest.approx(-picked.clamp_min(1e-8).log().mean().item(), rel=1e-5)
     loss.backward()
     method.after_step(0.1)
-    blocks = method.encoder.blocks
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in blocks["conv1"].parameters())
-    assert all(p.grad is not None for p in blocks["conv2"].parameters())
-    assert all(p.grad is None for p in blocks["conv3"].parameters())  # not part of the per-pixel embedding
+    assert method.encoder.block_names == ["conv1", "conv2"]  # conv3 is not part of the per-pixel embedding
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.encoder.parameters())
     assert 0 <= float(metrics["foreground_acc"]) <= 1
+
+
+def _pretext_step(method, batch) -> dict[str, torch.Tensor | None]:
+    """One training step on the colourisation loss; the gradient each parameter got, by name."""
+    opt = torch.optim.Adam(method.trainable_parameters(), lr=1e-2)
+    torch.manual_seed(3)
+    loss, _ = method.loss(batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grads = {name: None if p.grad is None else p.grad.clone() for name, p in method.named_parameters()}
+    opt.step()
+    return grads
+
+
+def _trained(grad: torch.Tensor | None) -> bool:
+    return grad is not None and bool(grad.abs().sum() > 0)
+
+
+def test_downstream_features_use_only_parameters_the_pretext_loss_trains() -> None:
+    torch.manual_seed(0)
+    clips = colour_clips()
+    method = build_method("tracking-colorization", clips.spec, **TINY)
+    batch = clips.batch(torch.arange(4))
+    before = {name: p.detach().clone() for name, p in method.named_parameters()}
+    grads = _pretext_step(method, batch)
+    # Fine-tuning (selfsup.evaluate's Classifier, default read-out): which encoder parameters its
+    # features depend on, by autograd; every one of them got a gradient from the pretext loss and moved.
+    classifier = Classifier(method, num_classes=3, upto=None, freeze_upto=None)
+    named = dict(classifier.encoder.named_parameters())
+    used = torch.autograd.grad(classifier.encoder(classifier.method_input(batch)).square().sum(),
+                               list(named.values()), allow_unused=True)
+    used = {f"encoder.{name}" for name, g in zip(named, used) if g is not None}
+    assert used == {f"encoder.{name}" for name in named}  # no block the read-out skips
+    for name in used:
+        assert _trained(grads[name]), f"{name} is read downstream but gets no gradient from the pretext loss"
+        assert not torch.equal(before[name], dict(method.named_parameters())[name]), name
+    # Linear probe and kNN (method.features, default read-out): perturbing every parameter that the pretext
+    # loss does not train leaves the features unchanged; perturbing a trained one does not.
+    features = method.features(batch)
+    assert features.shape == (4, method.feature_dim) == (4, Classifier(method, 3, None, None).head.in_features)
+    untrained = [p for name, p in method.named_parameters() if not _trained(grads[name])]
+    with torch.no_grad():
+        for p in untrained:
+            p.add_(torch.randn_like(p))
+    assert torch.equal(method.features(batch), features)
+    with torch.no_grad():
+        method.encoder.blocks["conv2"][0].weight.add_(1.0)
+    assert not torch.allclose(method.features(batch), features)
+
+
+def test_old_checkpoints_with_the_untrained_block_still_load() -> None:
+    clips = colour_clips()
+    method = build_method("tracking-colorization", clips.spec, **TINY)
+    state = method.state_dict()
+    state["encoder.blocks.conv3.0.weight"] = torch.zeros(8, 8, 3, 3)  # as saved by the uncut encoder
+    state["encoder.blocks.conv3.0.bias"] = torch.zeros(8)
+    other = build_method("tracking-colorization", clips.spec, **TINY)
+    other.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), method.state_dict().values()))
+
+
+def test_refuses_an_encoder_without_feature_maps() -> None:
+    with pytest.raises(SelfSupError, match="convnet"):
+        build_method("tracking-colorization", colour_clips().spec, encoder="vit_tiny", encoder_kwargs={"patch_size": 4})
 
 
 def test_encoder_sees_grey_only() -> None:

@@ -36,7 +36,8 @@ def test_tiny_pretrain_then_evaluate_end_to_end(tmp_path):
     method = load_run(tmp_path / "run")
     assert all(torch.equal(a, b) for a, b in zip(method.state_dict().values(), result.method.state_dict().values()))
     out = evaluate(tmp_path / "run", data=data, protocols=["linear", "knn"], labels_per_class=[10], seeds=[0, 1])
-    assert out["test_size"] == 400 and len(out["rows"]) == 4  # test carved: 100 per class; 2 seeds x 2 protocols
+    # test carved before pretraining: min(100, 20% of the 120 per class) = 24 per class; 2 seeds x 2 protocols
+    assert out["test_size"] == 96 and len(out["rows"]) == 4
     assert all(0.0 <= r["acc"] <= 1.0 for r in out["rows"])
 
 

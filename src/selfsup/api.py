@@ -4,10 +4,16 @@
     result = selfsup.pretrain("rotation", data="fashion-mnist", epochs=5)
     method = selfsup.load_run(result.run_dir)
     rows = selfsup.evaluate(method, data="fashion-mnist", labels_per_class=[10, 100])
+
+The held-out test set is fixed before anything is drawn: a source's own test split, or else a stratified
+set carved from its train part by `held_out_test` (seeded). Pretraining pools, the online monitor and label
+budgets come only from the rest; the run folder records the test set (config.json, test_index.json) and
+evaluation on the run's own data uses exactly that set.
 """
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
@@ -16,7 +22,7 @@ import torch
 
 from selfsup.data.base import DataSpec, DatasetSplits
 from selfsup.data.sources import load_dataset
-from selfsup.data.splits import stratified_take
+from selfsup.data.splits import TEST_SEED, HeldOut, fingerprint, held_out_at, held_out_test, index_fingerprint
 from selfsup.errors import SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS, label_sweep, summarize
 from selfsup.methods.base import METHODS, Method, build_method
@@ -32,15 +38,24 @@ def random_subset(data: Any, size: int | None, seed: int) -> Any:
     return data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:size])
 
 
-def monitor_for(splits: DatasetSplits, seed: int, bank_size: int = 5000, query_size: int = 1000) -> Monitor | None:
-    """A small labeled bank and query set for the online kNN monitor, when the source has labels."""
+def monitor_for(rest: Any, seed: int, bank_size: int = 5000, query_size: int = 1000) -> Monitor | None:
+    """A labeled bank and disjoint queries for the online kNN monitor, both from `rest` (the non-test part).
+
+    The monitor is watched during pretraining and steers choices (how many epochs, which options): that
+    is model selection, so it must not look at the held-out test set, which is touched once, for the
+    reported number. Its queries are therefore other non-test items, never in the bank (an item that
+    finds itself would inflate the accuracy). They may be in the unlabeled pool: their labels are read
+    here only, never trained on.
+    """
     from selfsup.train import Monitor
-    train, test = splits.train, splits.test
-    if getattr(train, "labels", None) is None:
+    if getattr(rest, "labels", None) is None:
         return None
-    if test is None or test.labels is None:
-        test = train  # no test split: monitor on other train items (monitoring only, never training)
-    return Monitor(random_subset(train, bank_size, seed + 1), random_subset(test, query_size, seed + 2))
+    order = torch.randperm(len(rest), generator=torch.Generator().manual_seed(seed + 1))
+    queries = order[:min(query_size, len(rest) // 5)]
+    bank = order[len(queries):len(queries) + bank_size]
+    if len(queries) == 0:
+        return None
+    return Monitor(rest.subset(bank), rest.subset(queries))
 
 
 def run_tokenizer(run_dir: str | Path | None):
@@ -56,6 +71,63 @@ def run_data(name: str, run_dir: str | Path | None, modality: str, channels: int
     return load_dataset(name, channels=channels, modality=modality, tokenizer=run_tokenizer(run_dir))
 
 
+def source_id(name: str) -> str:
+    """What identifies a dataset across working directories: the absolute path of a file or folder, else
+    the registered name. Evaluation compares it to decide whether it sees the run's pretraining data."""
+    path = Path(name)
+    return str(path.resolve()) if path.exists() else name
+
+
+def test_record(held: HeldOut, train: Any) -> dict:
+    """What config.json records of the held-out test set: rule, seed, size and fingerprints.
+
+    `data_sha256` covers the whole train part that test indices point into; `test_sha256` the test items.
+    """
+    record = {"rule": held.rule, "seed": held.seed, "size": 0 if held.test is None else len(held.test),
+              "data_sha256": fingerprint(train)}
+    if held.test is not None:
+        record["test_sha256"] = fingerprint(held.test)
+    if held.test_index is not None:
+        record |= {"index_file": "test_index.json", "index_sha256": index_fingerprint(held.test_index)}
+    return record
+
+
+def record_test_set(run: RunFolder, held: HeldOut, train: Any) -> dict:
+    """Write test_index.json (when the test set was carved) and return the record for config.json."""
+    record = test_record(held, train)
+    if held.test_index is not None:
+        run.write_test_index(held.test_index, record)
+    return record
+
+
+def data_changed(name: str, run: RunFolder) -> SelfSupError:
+    return SelfSupError(
+        f"{name} has changed since {run.path} was pretrained on it (its fingerprint differs), so the run's "
+        f"recorded test set no longer names the same items and the pool may overlap it; evaluate on the data "
+        f"the run saw, or pretrain again on the new data")
+
+
+def recorded_test_set(run: RunFolder, data_record: dict, splits: DatasetSplits) -> HeldOut:
+    """The held-out split that run `run` recorded, rebuilt from `splits` (its data, loaded again).
+
+    The fingerprints must match: recorded indices name the same items only while the data is unchanged.
+    """
+    test = data_record["test"]
+    if fingerprint(splits.train) != test["data_sha256"]:
+        raise data_changed(data_record["name"], run)
+    if "index_file" in test:
+        index = run.read_test_index()
+        if index_fingerprint(index) != test["index_sha256"]:
+            raise SelfSupError(f"{run.test_index} does not match the test set config.json records; it was edited "
+                               f"or replaced, so the run's test set is unknown: pretrain again")
+        held = held_out_at(splits.train, index, test["rule"], test["seed"])
+    else:
+        held = held_out_test(splits, seed=test["seed"])  # the source's own test split, or no labels
+    if held.rule != test["rule"] or (held.test is not None and fingerprint(held.test) != test.get("test_sha256")):
+        raise data_changed(data_record["name"], run)
+    return held
+
+
 def default_run_dir(method: str) -> Path:
     return Path("runs") / f"{method}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -63,27 +135,36 @@ def default_run_dir(method: str) -> Path:
 def pretrain(method: str, data: str | None = None, *, epochs: int | None = None, batch_size: int | None = None,
              seed: int = 0, pool_size: int | None = None, run_dir: str | Path | None = None,
              options: dict | None = None, train: dict | None = None, monitor: bool = True,
-             pool: Any = None) -> PretrainResult:
+             pool: Any = None, test_seed: int = TEST_SEED) -> PretrainResult:
     """Pretrain registered `method` on dataset `data` (its default when None) and write a run folder.
 
-    `options` override the method's Config fields, `train` the TrainConfig fields. `pool` passes an
-    explicit data object instead of a named dataset (the pool must match `data`'s kind).
+    The pool (`pool_size` items drawn with `seed`, or all) comes from the data minus its held-out test
+    set (`held_out_test` with `test_seed`), which the run folder records for `evaluate`. `options`
+    override the method's Config fields, `train` the TrainConfig fields. `pool` passes an explicit data
+    object instead of a named dataset (it must match `data`'s kind; the caller then holds out the test set).
     """
     import lightning as L
     from selfsup.train import TrainConfig
     from selfsup.train import pretrain as _fit
     cls = METHODS.get(method)
     data = data or cls.default_data
-    splits = load_dataset(data, modality=cls.modality) if pool is None else DatasetSplits(pool, None)
-    pool_data = random_subset(splits.train, pool_size, seed)
+    run = RunFolder(run_dir or default_run_dir(method))
+    if pool is None:
+        splits = load_dataset(data, modality=cls.modality)
+        held = held_out_test(splits, seed=test_seed)
+        test = record_test_set(run, held, splits.train)
+        pool_data = random_subset(held.rest, pool_size, seed)
+    else:
+        held, test = None, {"rule": "an explicit pool passed from Python: the caller holds the test set out"}
+        pool_data = random_subset(pool, pool_size, seed)
     cfg = TrainConfig(**{"epochs": epochs or cls.default_epochs, "batch_size": batch_size or cls.default_batch_size,
                          "seed": seed} | (train or {}))
     L.seed_everything(seed, verbose=False)
     m = build_method(method, pool_data.spec, **(options or {}))
     record = {"method": method, "method_config": asdict(m.config), "spec": asdict(pool_data.spec),
-              "data": {"name": data, "pool_size": len(pool_data), "seed": seed, "explicit_pool": pool is not None}}
-    run_dir = Path(run_dir) if run_dir else default_run_dir(method)
-    return _fit(m, pool_data, cfg, run_dir, monitor_for(splits, seed) if monitor and pool is None else None,
+              "data": {"name": data, "source": source_id(data), "pool_size": len(pool_data), "seed": seed,
+                       "explicit_pool": pool is not None, "test": test}}
+    return _fit(m, pool_data, cfg, run.path, monitor_for(held.rest, seed) if monitor and held is not None else None,
                 config_record=record)
 
 
@@ -98,13 +179,19 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
     if data.get("explicit_pool"):
         raise SelfSupError(f"{run.path} was trained on a pool passed from Python; resume it from Python with "
                            f"selfsup.train.pretrain(..., resume=True)")
-    splits = run_data(data["name"], run.path, METHODS.get(method).modality)
-    pool_data = random_subset(splits.train, data["pool_size"], data["seed"])
+    splits = run_data(data.get("source", data["name"]), run.path, METHODS.get(method).modality)
+    if "test" in data:
+        rest = recorded_test_set(run, data, splits).rest
+    else:
+        warnings.warn(f"{run.path} was started before held-out test sets were recorded: it continues on its old "
+                      f"pool, which may contain the images evaluation tests on", stacklevel=2)
+        rest = splits.train
+    pool_data = random_subset(rest, data["pool_size"], data["seed"])  # the same draw as when the run started
     cfg = TrainConfig(**(record["train"] | ({"epochs": epochs} if epochs else {})))
     L.seed_everything(cfg.seed, verbose=False)
     m = build_method(method, pool_data.spec, **record["method_config"])
     keep = {k: record[k] for k in ("method", "method_config", "spec", "data")}
-    return _fit(m, pool_data, cfg, run.path, monitor_for(splits, cfg.seed), resume=True, config_record=keep)
+    return _fit(m, pool_data, cfg, run.path, monitor_for(rest, cfg.seed), resume=True, config_record=keep)
 
 
 def load_run(run_dir: str | Path) -> Method:
@@ -132,30 +219,44 @@ def check_compatible(method: Method, spec: DataSpec) -> None:
         raise SelfSupError(f"the encoder takes {method.spec.channels}-channel images, the data has {spec.channels}")
 
 
+def evaluation_split(splits: DatasetSplits, data: str, run: RunFolder | None) -> HeldOut:
+    """The test set to evaluate on and the rest, from which label budgets are drawn.
+
+    On the run's own pretraining data that is exactly the test set the run recorded (its pool never saw
+    it). Elsewhere (transfer, an explicit-pool run, or a bare Method, which has no run folder) it is carved
+    by `held_out_test` with the run's test seed or the default one, the same call `pretrain` makes.
+    """
+    recorded = run.read_config()["data"] if run is not None else {}
+    same_data = bool(recorded) and source_id(data) == recorded.get("source", source_id(recorded["name"]))
+    if same_data and not recorded.get("explicit_pool"):
+        if "test" in recorded:
+            return recorded_test_set(run, recorded, splits)
+        warnings.warn(f"{run.path} was pretrained before held-out test sets were recorded: its pool may contain "
+                      f"the test images; pretrain again for a clean number", stacklevel=3)
+    return held_out_test(splits, seed=recorded.get("test", {}).get("seed", TEST_SEED))
+
+
 def evaluate(method: Method | str | Path, data: str = "fashion-mnist", *, protocols: Iterable[str] = PROTOCOLS,
              labels_per_class: Iterable[int] | None = (100,), label_fraction: float | None = None,
              seeds: Iterable[int] = (0,), upto: str | None = None, freeze_upto: str | None = None,
              finetune_kwargs: dict | None = None) -> dict:
     """Evaluate a method (or a run folder) on dataset `data` with the given protocols and label budgets.
 
-    Labels are drawn, stratified and seeded, from `data`'s train part; accuracy is on its test part
-    (carved, 100 per class, when the source has none). Another dataset than the pretraining one is transfer.
+    Labels are drawn, stratified and seeded, from `data`'s train part minus the held-out test set;
+    accuracy is on that test set (see `evaluation_split`). Another dataset than the pretraining one is transfer.
     """
     run_dir = None
     if not isinstance(method, Method):
         run_dir, method = method, load_run(method)
     splits = run_data(data, run_dir, method.modality, method.spec.channels)
-    train, test = splits.train, splits.test
-    if train.labels is None:
+    if getattr(splits.train, "labels", None) is None:
         raise SelfSupError(f"{data} has no labels: evaluation needs a labeled dataset")
-    if test is None:
-        test_index = stratified_take(train.labels, per_class=100, generator=torch.Generator().manual_seed(12345))
-        rest = torch.ones(len(train), dtype=torch.bool)
-        rest[test_index] = False
-        train, test = train.subset(torch.nonzero(rest).flatten()), train.subset(test_index)
+    held = evaluation_split(splits, data, RunFolder(run_dir) if run_dir is not None else None)
+    train, test = held.rest, held.test
     check_compatible(method, train.spec)
     if label_fraction is not None:
         counts = torch.bincount(train.labels)
         labels_per_class = [max(1, int(label_fraction * counts.min().item()))]
     rows = label_sweep(method, train, test, labels_per_class, seeds, protocols, upto, freeze_upto, finetune_kwargs)
-    return {"rows": rows, "summary": summarize(rows), "data": data, "test_size": len(test)}
+    return {"rows": rows, "summary": summarize(rows), "data": data, "test_size": len(test), "test_rule": held.rule,
+            "test_seed": held.seed}

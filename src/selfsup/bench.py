@@ -1,147 +1,387 @@
-"""`selfsup bench`: pretrain every registered image method with its default budget and evaluate it on
-Fashion-MNIST: linear probe and kNN at 10 / 100 / 1000 labels per class, full fine-tuning at 100, each over
-3 label draws, against the supervised baseline of the same encoder on the same labels and step budget
-(computed once per encoder configuration and shared by the methods that use it).
+"""`selfsup bench`: the reference table of the image methods, with a random-init and a supervised row for
+every encoder configuration.
 
-Each method's result is written to `OUT/methods/NAME.json` as soon as it is done (a long bench can be
-stopped and continued: finished methods are skipped unless --force); the table (`OUT/methods.md`,
-`OUT/methods.json`) and the label-efficiency plot (`OUT/label_efficiency.png`) are rebuilt from those files.
+Each method is pretrained on its default data (Fashion-MNIST: the full 60,000-image train part, labels
+unused; the colour methods: the `photos` patches, evaluated by transfer) for an equal wall-clock budget
+per method (`minutes`; the epochs that fit are computed from a timed calibration of the method's training
+step on this machine, so every method gets about the same compute). It is then evaluated on the 10,000
+Fashion-MNIST test images with 10, 100 and all labels per class over 3 label draws (linear probe, kNN,
+fine-tuning; hyperparameters chosen on a validation split of each budget, `selfsup.evaluate.tuning`), and
+transferred to MNIST-5k (linear probe and kNN, 10 and 100 labels per class).
+
+Baselines are computed once per *baseline key*: the encoder's architecture, what the method feeds it
+(`encoder_input` on a fixed probe batch: per-image normalisation, the Lab L channel, a downsampled input
+all give different keys) and the evaluation settings. The random-init row (linear probe and kNN on the
+untrained encoder) is the floor a method must beat to count as having learned; the supervised row trains
+the same architecture from random init with the same labels, augmentation, tuning grid and steps.
+
+Results are written per method (`OUT/methods/NAME.json`, or `NAME-seedS.json` for other pretraining
+seeds) as soon as each is done, so the table can be built over several sittings; finished methods are
+skipped unless `force`. The table (`OUT/methods.md`, `OUT/methods.json`) and the label-efficiency plot
+(`OUT/label_efficiency.png`) are rebuilt from those files.
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
+import math
+import os
 import platform
+import statistics
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
 from selfsup.api import pretrain
 from selfsup.data.sources import load_dataset
+from selfsup.data.splits import held_out_test
 from selfsup.evaluate.budgets import label_sweep, summarize
-from selfsup.methods.base import METHODS
+from selfsup.evaluate.tuning import GRIDS
+from selfsup.methods.base import METHODS, build_method
 from selfsup.utils import atomic_write_text
 
 EVAL_DATA = "fashion-mnist"
-POOL_SIZE = 10_000  # pretraining images for Fashion-MNIST methods (a seeded subset of the 60k train part)
+TRANSFER_DATA = "mnist5k"
+
+
+@dataclass
+class BenchConfig:
+    """What the table runs. The defaults are the committed table's settings."""
+
+    minutes: float = 10.0  # pretraining wall-clock budget per method on this machine
+    budgets: tuple = (10, 100, None)  # labels per class; None = all
+    seeds: tuple = (0, 1, 2)  # label draws
+    transfer_budgets: tuple = (10, 100)
+    finetune_kwargs: dict = field(default_factory=dict)  # overrides of selfsup.evaluate.finetune's defaults
+    quick: bool = False  # a smoke run: small pool and data subsets, one epoch
 
 
 def image_methods() -> list[str]:
     return [n for n in METHODS.names() if METHODS.get(n).modality == "image"]
 
 
-def bench_method(name: str, out: Path, budgets: Iterable[int], seeds: Iterable[int], quick: bool,
-                 epochs_scale: float = 0.5) -> dict:
-    cls = METHODS.get(name)
-    epochs = 1 if quick else max(1, round(cls.default_epochs * epochs_scale))
-    pool = 2_000 if quick else POOL_SIZE
-    t0 = time.perf_counter()
-    result = pretrain(name, data=cls.default_data, epochs=epochs, pool_size=pool, seed=0,
-                      run_dir=out / "runs" / name, train={"progress_bar": False, "knn_every": 0})
-    pretrain_s = time.perf_counter() - t0
-    splits = load_dataset(EVAL_DATA)
-    train, test = splits.train, splits.test
-    if quick:
-        train, test = train.subset(torch.arange(5_000)), test.subset(torch.arange(1_000))
-        budgets = [b for b in budgets if b <= 100]
-    method = result.method.eval()
-    finetune_kwargs = {"max_steps": 100} if quick else {}
-    rows = label_sweep(method, train, test, budgets, seeds, ("linear", "knn"))
-    rows += label_sweep(method, train, test, (100,), seeds, ("finetune",), finetune_kwargs=finetune_kwargs)
-    supervised = supervised_rows(method, train, test, seeds, out, quick, finetune_kwargs)
-    return {"method": name, "pretrain_data": cls.default_data, "pool": pool,
-            "epochs": epochs, "batch_size": cls.default_batch_size, "encoder": method.config.encoder,
-            "encoder_kwargs": method.config.encoder_kwargs, "pretrain_seconds": pretrain_s,
-            "images_per_s": result.images_per_s,
-            "pretext": {k: v for k, v in result.final.items() if k.startswith("train/") and "step" not in k},
-            "rows": rows, "supervised_rows": supervised, "eval_seconds": time.perf_counter() - t0 - pretrain_s,
-            "quick": quick}
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
-def supervised_rows(method, train, test, seeds, out: Path, quick: bool, finetune_kwargs: dict) -> list[dict]:
-    """The supervised baseline at 100 labels per class for this encoder configuration, cached on disk."""
-    key = json.dumps([method.config.encoder, method.config.encoder_kwargs, method.spec.channels, quick], sort_keys=True)
-    cache = out / "methods" / "_supervised.json"
+# --- an equal compute budget per method ---------------------------------------------------------------
+def seconds_per_call(step: Callable[[], None], repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return (time.perf_counter() - start) / repeats
+
+
+def calibrate(name: str, pool: Any, batch_size: int, repeats: int = 5) -> dict:
+    """Seconds per training step of method `name` on a real batch, and of a bare step of its encoder
+    (forward, backward, Adam) on the same images as the method feeds them, in one run so both see the
+    same machine load."""
+    from selfsup.train import make_optimizer
+    torch.manual_seed(0)
+    method = build_method(name, pool.spec).train()
+    batch = pool.batch(torch.arange(batch_size))
+    phases = method.phases or (None,)
+    optimizers = [make_optimizer(list(method.phase_parameters(p)) if p else method.trainable_parameters(),
+                                 method.config) for p in phases]
+
+    def method_step() -> None:
+        for phase, opt in zip(phases, optimizers):
+            loss, _ = method.phase_loss(batch, phase) if phase else method.loss(batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        method.after_step(0.0)
+
+    encoder = copy.deepcopy(method.encoder).train()
+    encoder_opt = torch.optim.Adam(encoder.parameters())
+    x = method.encoder_input(batch)
+
+    def bare_step() -> None:
+        loss = encoder(x).float().square().mean()
+        encoder_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        encoder_opt.step()
+
+    step_s, bare_s = seconds_per_call(method_step, repeats), seconds_per_call(bare_step, repeats)
+    return {"seconds_per_step": step_s, "bare_seconds_per_step": bare_s, "images_per_s": batch_size / step_s,
+            "bare_images_per_s": batch_size / bare_s, "batch_size": batch_size}
+
+
+def epochs_within(minutes: float, seconds_per_step: float, steps_per_epoch: int, margin: float = 0.9) -> int:
+    """Whole epochs that fit in `minutes`, keeping (1 - margin) for the monitor and epoch-end checkpoints."""
+    return max(1, math.floor(margin * minutes * 60 / (seconds_per_step * steps_per_epoch)))
+
+
+# --- baselines, computed once per key --------------------------------------------------------------------
+def baseline_key(method: Any, probe: Any, cfg: BenchConfig) -> str:
+    """A fingerprint of everything that changes the random-init and supervised rows: the encoder's
+    architecture, what `encoder_input` makes of a fixed probe batch, and the evaluation settings."""
+    fed = method.encoder_input(probe)
+    digest = hashlib.sha256()
+    digest.update(repr(method.encoder).encode())
+    digest.update(str((tuple(fed.shape), fed.dtype)).encode())
+    digest.update(fed.detach().float().contiguous().numpy().tobytes())
+    settings = {"budgets": cfg.budgets, "seeds": cfg.seeds, "transfer": cfg.transfer_budgets, "grids": GRIDS,
+                "finetune": cfg.finetune_kwargs, "quick": cfg.quick}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def baseline_rows(method: Any, data: dict, cfg: BenchConfig, out: Path) -> tuple[str, dict]:
+    """The random-init and supervised rows for this method's baseline key, from the cache or computed."""
+    train, test = data["eval"]
+    key = baseline_key(method, train.batch(torch.arange(16)), cfg)
+    cache = out / "methods" / "_baselines.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if key not in known:
-        known[key] = label_sweep(method, train, test, (100,), seeds, ("supervised",), finetune_kwargs=finetune_kwargs)
+        rows = label_sweep(method, train, test, cfg.budgets, cfg.seeds, ("random_init", "supervised"),
+                           finetune_kwargs=cfg.finetune_kwargs)
+        transfer_train, transfer_test = data["transfer"]
+        transfer = label_sweep(method, transfer_train, transfer_test, cfg.transfer_budgets, cfg.seeds, ("random_init",))
+        known = json.loads(cache.read_text()) if cache.exists() else {}  # re-read: another sitting may have written
+        known[key] = {"encoder": method.config.encoder, "encoder_kwargs": method.config.encoder_kwargs,
+                      "fed_as": type(method).encoder_input.__qualname__, "first_method": method.name,
+                      "rows": rows, "transfer_rows": transfer}
         atomic_write_text(cache, json.dumps(known, indent=2) + "\n")
-    return known[key]
+    return key, known[key]
 
 
-def fmt(summary: list[dict], protocol: str, budget: int) -> str:
+# --- one method ----------------------------------------------------------------------------------------
+def eval_data(cfg: BenchConfig) -> dict:
+    """(train, test) of the evaluation data and of the transfer data, as `selfsup.evaluate` splits them."""
+    fashion = load_dataset(EVAL_DATA)
+    mnist = held_out_test(load_dataset(TRANSFER_DATA))
+    parts = {"eval": (fashion.train, fashion.test), "transfer": (mnist.rest, mnist.test)}
+    if cfg.quick:
+        parts = {k: (tr.subset(torch.arange(0, len(tr), max(1, len(tr) // 600))), te.subset(torch.arange(min(300, len(te)))))
+                 for k, (tr, te) in parts.items()}
+    return parts
+
+
+def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_seed: int = 0) -> dict:
+    cls = METHODS.get(name)
+    splits = held_out_test(load_dataset(cls.default_data, modality=cls.modality))
+    pool = splits.rest if not cfg.quick else splits.rest.subset(torch.arange(min(1024, len(splits.rest))))
+    batch_size = min(cls.default_batch_size, len(pool))
+    timing = calibrate(name, pool, batch_size)
+    steps_per_epoch = len(pool) // batch_size
+    epochs = 1 if cfg.quick else epochs_within(cfg.minutes, timing["seconds_per_step"], steps_per_epoch)
+    load_before = load_average()
+    t0 = time.perf_counter()
+    result = pretrain(name, data=cls.default_data, epochs=epochs, pool_size=len(pool), seed=pretrain_seed,
+                      run_dir=out / "runs" / f"{name}-seed{pretrain_seed}",
+                      train={"progress_bar": False, "knn_every": max(1, epochs // 8)})
+    pretrain_s = time.perf_counter() - t0
+    method = result.method.eval()
+    train, test = data["eval"]
+    rows = label_sweep(method, train, test, cfg.budgets, cfg.seeds, ("linear", "knn", "finetune"),
+                       finetune_kwargs=cfg.finetune_kwargs)
+    transfer_train, transfer_test = data["transfer"]
+    transfer = label_sweep(method, transfer_train, transfer_test, cfg.transfer_budgets, cfg.seeds, ("linear", "knn"))
+    key, _ = baseline_rows(method, data, cfg, out)
+    return {"method": name, "pretrain_seed": pretrain_seed, "pretrain_data": cls.default_data, "pool": len(pool),
+            "epochs": epochs, "batch_size": batch_size, "minutes_budget": cfg.minutes, "encoder": method.config.encoder,
+            "encoder_kwargs": method.config.encoder_kwargs, "baseline_key": key, "calibration": timing,
+            "pretrain_seconds": pretrain_s, "images_per_s": result.images_per_s, "load_average_before": load_before,
+            "load_average_after": load_average(), "monitor": monitor_curve(result.run_dir),
+            "pretext": {k: v for k, v in result.final.items() if k.startswith("train/") and "step" not in k},
+            "rows": rows, "transfer_rows": transfer, "eval_seconds": time.perf_counter() - t0 - pretrain_s,
+            "config": asdict(cfg)}
+
+
+def monitor_curve(run_dir: Path) -> list[dict]:
+    """The online kNN and linear-probe accuracies per monitored epoch, from the run's metrics.csv."""
+    import csv
+    path = Path(run_dir) / "metrics.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("monitor/knn_acc")]
+    return [{"epoch": int(r["epoch"]), "knn": float(r["monitor/knn_acc"]),
+             "linear": float(r["monitor/linear_acc"]) if r.get("monitor/linear_acc") else None} for r in rows]
+
+
+# --- the table ---------------------------------------------------------------------------------------------
+COLUMNS = [("linear", 10), ("linear", 100), ("linear", "all"), ("knn", 10), ("knn", 100), ("knn", "all"),
+           ("finetune", 10), ("finetune", 100), ("finetune", "all")]
+
+
+def cell(summary: list[dict], protocol: str, budget: Any) -> str:
     for s in summary:
         if s["protocol"] == protocol and s["labels_per_class"] == budget:
             return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
     return "—"
 
 
-def build_table(out: Path) -> dict:
+def mean_of(summary: list[dict], protocol: str, budget: Any) -> float | None:
+    return next((s["mean"] for s in summary if s["protocol"] == protocol and s["labels_per_class"] == budget), None)
+
+
+def load_results(out: Path) -> tuple[list[dict], dict]:
     results = [json.loads(p.read_text()) for p in sorted((out / "methods").glob("*.json")) if p.name[0] != "_"]
-    lines = ["| method | encoder | pretraining (data, epochs, wall) | linear @100 | kNN @100 | fine-tune @100 "
-             "| supervised @100 (same encoder) |", "|---|---|---|---|---|---|---|"]
+    cache = out / "methods" / "_baselines.json"
+    return results, (json.loads(cache.read_text()) if cache.exists() else {})
+
+
+def by_method(results: list[dict]) -> dict[str, list[dict]]:
+    """Each method's results over its pretraining seeds."""
+    grouped: dict[str, list[dict]] = {}
     for r in results:
-        summary = summarize(r["rows"])
-        sup = summarize(r["supervised_rows"])
-        enc = r["encoder"] + (f" {r['encoder_kwargs']}" if r["encoder_kwargs"] else "")
-        lines.append(f"| {r['method']} | {enc} | {r['pretrain_data']}, {r['epochs']} ep, {r['pretrain_seconds']:.0f} s "
-                     f"| {fmt(summary, 'linear', 100)} | {fmt(summary, 'knn', 100)} | {fmt(summary, 'finetune', 100)} "
-                     f"| {fmt(sup, 'supervised', 100)} |")
+        grouped.setdefault(r["method"], []).append(r)
+    return grouped
+
+
+def verdict(summary: list[dict], random_summary: list[dict], supervised_summary: list[dict]) -> str:
+    """Did it learn (linear @100 beats random init by >= 2 points) and does it beat supervised @10 / @100?"""
+    lin, rnd = mean_of(summary, "linear", 100), mean_of(random_summary, "random_init_linear", 100)
+    parts = []
+    if lin is not None and rnd is not None:
+        parts.append(f"{100 * (lin - rnd):+.1f} vs random")
+    for budget in (10, 100):
+        best = max((m for p in ("linear", "knn", "finetune") if (m := mean_of(summary, p, budget)) is not None), default=None)
+        sup = mean_of(supervised_summary, "supervised", budget)
+        if best is not None and sup is not None:
+            parts.append(f"{100 * (best - sup):+.1f} vs sup @{budget}")
+    return "; ".join(parts)
+
+
+def markdown_tables(results: list[dict], baselines: dict) -> str:
+    head = "| " + " | ".join(f"{p} @{b}" for p, b in COLUMNS) + " |"
+    lines = ["| row | encoder key " + head + " best − random (linear @100); best − supervised |",
+             "|---|---" + "|---" * len(COLUMNS) + "|---|"]
+    grouped = by_method(results)
+    for key, base in baselines.items():
+        random_summary = summarize(base["rows"])
+        rnd = {("linear", b): cell(random_summary, "random_init_linear", b) for b in (10, 100, "all")}
+        rnd |= {("knn", b): cell(random_summary, "random_init_knn", b) for b in (10, 100, "all")}
+        sup_summary = summarize(base["rows"])
+        sup = {("finetune", b): cell(sup_summary, "supervised", b) for b in (10, 100, "all")}
+        enc = base["encoder"] + (f" {base['encoder_kwargs']}" if base["encoder_kwargs"] else "")
+        lines.append(f"| **random init** | {key[:6]} ({enc}, fed as {base['fed_as']}) | "
+                     + " | ".join(rnd.get(c, "") for c in COLUMNS) + " | |")
+        lines.append(f"| **supervised** (fine-tune columns) | {key[:6]} | "
+                     + " | ".join(sup.get(c, "") for c in COLUMNS) + " | |")
+        for name, runs in grouped.items():
+            if runs[0]["baseline_key"] != key:
+                continue
+            summary = summarize([r for run in runs for r in run["rows"]])
+            seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
+            lines.append(f"| {name}{seeds} | {key[:6]} | " + " | ".join(cell(summary, p, b) for p, b in COLUMNS)
+                         + f" | {verdict(summary, random_summary, sup_summary)} |")
+    return "\n".join(lines)
+
+
+def pretraining_table(results: list[dict]) -> str:
+    lines = ["| method | data, pool | epochs (budget) | wall | images/s | bare encoder step, images/s | share of bare "
+             "| load avg before → after | pretext | online kNN / linear (first → last) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        cal = r["calibration"]
+        pretext = ", ".join(f"{k.removeprefix('train/')} {v:.3f}" for k, v in r["pretext"].items()
+                            if "acc" in k and "epoch" in k) or "—"
+        curve = r["monitor"]
+        online = (f"{100 * curve[0]['knn']:.1f} → {100 * curve[-1]['knn']:.1f} / "
+                  f"{100 * (curve[0]['linear'] or 0):.1f} → {100 * (curve[-1]['linear'] or 0):.1f}") if curve else "—"
+        lines.append(f"| {r['method']} (seed {r['pretrain_seed']}) | {r['pretrain_data']}, {r['pool']} | {r['epochs']} "
+                     f"({r['minutes_budget']:g} min) | {r['pretrain_seconds']:.0f} s | {cal['images_per_s']:.0f} "
+                     f"| {cal['bare_images_per_s']:.0f} | {cal['bare_seconds_per_step'] / cal['seconds_per_step']:.2f} "
+                     f"| {r['load_average_before'][0]} → {r['load_average_after'][0]} | {pretext} | {online} |")
+    return "\n".join(lines)
+
+
+def transfer_table(results: list[dict], baselines: dict) -> str:
+    cols = [(p, b) for p in ("linear", "knn") for b in (10, 100)]
+    lines = ["| row | " + " | ".join(f"{p} @{b}" for p, b in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for key, base in baselines.items():
+        s = summarize(base.get("transfer_rows", []))
+        lines.append(f"| random init ({key[:6]}) | " + " | ".join(cell(s, f"random_init_{p}", b) for p, b in cols) + " |")
+    for name, runs in by_method(results).items():
+        s = summarize([r for run in runs for r in run["transfer_rows"]])
+        lines.append(f"| {name} ({runs[0]['baseline_key'][:6]}) | " + " | ".join(cell(s, p, b) for p, b in cols) + " |")
+    return "\n".join(lines)
+
+
+def build_table(out: Path) -> dict:
+    results, baselines = load_results(out)
     meta = {"machine": platform.platform(), "processor": platform.processor(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "eval_data": EVAL_DATA, "pool_size": POOL_SIZE}
-    text = ("Test accuracy (%) on the 10,000 Fashion-MNIST test images, mean ± std over 3 label draws "
-            "(seeds 0-2); one pretraining run per method (seed 0). Fine-tuning trains the whole encoder and a new "
-            "head; the supervised baseline trains the same encoder from random init with the same labels and "
-            f"steps. Made by `python benchmarks/methods.py` ({meta['threads']} threads, torch {meta['torch']}).\n\n"
-            + "\n".join(lines) + "\n")
+            "torch": torch.__version__, "eval_data": EVAL_DATA, "transfer_data": TRANSFER_DATA}
+    text = ("Fashion-MNIST test accuracy (%) on its 10,000 test images, mean ± std over 3 label draws (and over "
+            "pretraining seeds where stated), at 10, 100 and all labels per class. Every method pretrained for the "
+            "same wall-clock budget on this machine; hyperparameters of every protocol chosen on a validation split "
+            "of the labeled budget. Rows are grouped by baseline key: a method is compared with the random-init and "
+            f"supervised rows of its own encoder, fed as it feeds it. Made by `python benchmarks/methods.py` "
+            f"({meta['threads']} threads, torch {meta['torch']}).\n\n" + markdown_tables(results, baselines)
+            + "\n\n## Pretraining\n\n" + pretraining_table(results)
+            + f"\n\n## Transfer to {TRANSFER_DATA} (frozen features)\n\n" + transfer_table(results, baselines) + "\n")
     atomic_write_text(out / "methods.md", text)
-    atomic_write_text(out / "methods.json", json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    atomic_write_text(out / "methods.json", json.dumps({"meta": meta, "results": results, "baselines": baselines},
+                                                        indent=2) + "\n")
     if results:
-        plot_label_efficiency(results, out / "label_efficiency.png")
+        plot_label_efficiency(results, baselines, out / "label_efficiency.png")
     return {"results": results, "table": text}
 
 
-def plot_label_efficiency(results: list[dict], path: Path, protocol: str = "linear") -> None:
+def plot_label_efficiency(results: list[dict], baselines: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for r in results:
-        s = sorted((x for x in summarize(r["rows"]) if x["protocol"] == protocol), key=lambda x: x["labels_per_class"])
-        ax.errorbar([x["labels_per_class"] for x in s], [100 * x["mean"] for x in s], [100 * x["std"] for x in s],
-                    marker="o", ms=3, capsize=2, label=r["method"])
-    for r in results:
-        if r["method"] == "rotation":  # the supervised baseline of the default encoder, as a reference point
-            (s,) = summarize(r["supervised_rows"])
-            ax.errorbar([100], [100 * s["mean"]], [100 * s["std"]], marker="*", ms=10, color="k", ls="",
-                        label="supervised @100 (convnet, fine-tuned)")
-    ax.set_xscale("log")
+    budgets = [10, 100, "all"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+
+    def curve(summary: list[dict], protocol: str, **style: Any) -> None:
+        points = [(i, s) for i, b in enumerate(budgets) for s in summary if s["protocol"] == protocol and s["labels_per_class"] == b]
+        if points:
+            ax.errorbar([i for i, _ in points], [100 * s["mean"] for _, s in points], [100 * s["std"] for _, s in points],
+                        capsize=2, **style)
+
+    for name, runs in by_method(results).items():
+        summary = summarize([r for run in runs for r in run["rows"]])
+        best = max(("linear", "knn", "finetune"), key=lambda p: mean_of(summary, p, 100) or 0)
+        curve(summary, best, marker="o", ms=3, label=f"{name} ({best})")
+    for key, base in baselines.items():
+        s = summarize(base["rows"])
+        curve(s, "supervised", marker="*", ms=8, ls="--", color="k", label=f"supervised ({key[:6]})")
+        curve(s, "random_init_linear", marker="x", ls=":", color="gray", label=f"random init linear ({key[:6]})")
+    ax.set_xticks(range(len(budgets)), [str(b) for b in budgets])
     ax.set_xlabel("labels per class")
-    ax.set_ylabel(f"test accuracy (%), {protocol}")
-    ax.set_title("Fashion-MNIST label efficiency")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("Fashion-MNIST test accuracy (%)")
+    ax.set_title("Label efficiency: best protocol per method against its baselines")
+    ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
+def result_path(out: Path, name: str, pretrain_seed: int) -> Path:
+    return out / "methods" / (f"{name}.json" if pretrain_seed == 0 else f"{name}-seed{pretrain_seed}.json")
+
+
 def run_bench(methods: list[str] | None = None, out: str | Path = "benchmarks/results", quick: bool = False,
-              budgets: Iterable[int] = (10, 100, 1000), seeds: Iterable[int] = (0, 1, 2), force: bool = False,
-              epochs_scale: float = 0.5) -> dict:
-    """Bench each method (default: every image method) at `epochs_scale` x its default epochs (0.5 by
-    default, so the whole table fits in well under an hour on 2 CPU cores)."""
+              force: bool = False, minutes: float = 10.0, pretrain_seeds: Iterable[int] = (0,), **overrides: Any) -> dict:
+    """Bench each method (default: every image method) under `minutes` of pretraining, once per pretraining
+    seed, skipping those already done (unless `force`), then rebuild the table from every result on disk."""
     out = Path(out)
     (out / "methods").mkdir(parents=True, exist_ok=True)
+    cfg = BenchConfig(minutes=minutes, quick=quick, **overrides)
+    data = None
     for name in methods or image_methods():
-        target = out / "methods" / f"{name}.json"
-        if target.exists() and not force and not quick:
-            print(f"{name}: done already ({target})")
-            continue
-        print(f"{name}: pretraining and evaluating ...", flush=True)
-        result = bench_method(name, out, budgets, seeds, quick, epochs_scale)
-        atomic_write_text(target, json.dumps(result, indent=2) + "\n")
-        print(f"{name}: {result['pretrain_seconds']:.0f} s pretraining, {result['eval_seconds']:.0f} s evaluation")
+        for seed in pretrain_seeds:
+            target = result_path(out, name, seed)
+            if target.exists() and not force:
+                print(f"{name} (seed {seed}): done already ({target})")
+                continue
+            print(f"{name} (seed {seed}): pretraining for {minutes:g} min and evaluating ...", flush=True)
+            data = data or eval_data(cfg)
+            result = bench_method(name, out, cfg, data, seed)
+            atomic_write_text(target, json.dumps(result, indent=2) + "\n")
+            print(f"{name}: {result['epochs']} epochs, {result['pretrain_seconds']:.0f} s pretraining, "
+                  f"{result['eval_seconds']:.0f} s evaluation", flush=True)
     table = build_table(out)
     print(table["table"])
     return table

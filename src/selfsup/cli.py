@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from selfsup.data.splits import TEST_SEED
 from selfsup.errors import SelfSupError, unknown_name
 
 
@@ -83,7 +84,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
             train["progress_bar"] = False
         result = selfsup.pretrain(args.method, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, pool_size=args.pool_size, run_dir=args.run_dir, options=options,
-                                  train=train)
+                                  train=train, test_seed=args.test_seed)
     if not result.is_global_zero:
         return  # one summary per run, from the first process
     print(f"run folder: {result.run_dir}  ({result.epochs} epochs, {result.seconds:.1f} s, "
@@ -120,7 +121,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     from selfsup.bench import run_bench
-    run_bench(methods=args.methods, out=args.out, quick=args.quick)
+    run_bench(methods=args.methods, out=args.out, quick=args.quick, force=args.force, minutes=args.minutes,
+              pretrain_seeds=args.pretrain_seeds)
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -155,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--encoder")
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--pool-size", type=int, help="pretrain on a random subset of this many items")
+    pt.add_argument("--test-seed", type=int, default=TEST_SEED,
+                    help="seed of the test set held out of pretraining, for data without a test split of its own")
     pt.add_argument("--run-dir", help="run folder (default runs/METHOD-TIMESTAMP)")
     pt.add_argument("--config", help="JSON with method_config / train sections (the shape of a run's config.json)")
     pt.add_argument("--set", action="append", metavar="KEY=VALUE", help="any method option, e.g. --set temperature=0.2")
@@ -195,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--methods", nargs="+")
     bn.add_argument("--out", default="benchmarks/results")
     bn.add_argument("--quick", action="store_true", help="tiny budgets, to check that everything runs")
+    bn.add_argument("--minutes", type=float, default=10.0, help="pretraining wall-clock budget per method")
+    bn.add_argument("--pretrain-seeds", type=int, nargs="+", default=[0])
+    bn.add_argument("--force", action="store_true", help="rerun methods that already have results")
     bn.set_defaults(func=cmd_bench)
 
     dl = sub.add_parser("download", help="fetch a dataset on a machine that is online")

@@ -5,6 +5,7 @@ A run folder holds:
   metrics.csv            every logged value (Lightning's CSV logger); tb/ holds TensorBoard events
   checkpoints/last.ckpt  the latest end-of-epoch training state, for `--resume`
   method.safetensors     the final weights of the whole method (encoder + heads)
+  test_index.json        the held-out test set, when it was carved from the train part (never pretrained on)
   report.html, *.png     made by `selfsup report RUN`
 
 Checkpoints are safetensors files: every tensor of the (nested) training state is stored as a tensor and
@@ -111,6 +112,7 @@ class RunFolder:
     last_checkpoint = property(lambda self: self.path / "checkpoints" / "last.ckpt")
     weights = property(lambda self: self.path / "method.safetensors")
     metrics = property(lambda self: self.path / "metrics.csv")
+    test_index = property(lambda self: self.path / "test_index.json")
 
     def write_config(self, config: dict) -> None:
         atomic_write_text(self.config, json.dumps(config, indent=2, sort_keys=True) + "\n")
@@ -119,6 +121,17 @@ class RunFolder:
         if not self.config.exists():
             raise SelfSupError(f"{self.path} is not a run folder (no config.json); make one with `selfsup pretrain`")
         return json.loads(self.config.read_text())
+
+    def write_test_index(self, index: torch.Tensor, record: dict) -> None:
+        """Store the held-out test positions (sorted) with their record, so evaluation finds the exact set."""
+        sorted_index = torch.sort(index.long()).values.tolist()
+        atomic_write_text(self.test_index, json.dumps(dict(record, index=sorted_index)) + "\n")
+
+    def read_test_index(self) -> torch.Tensor:
+        if not self.test_index.exists():
+            raise SelfSupError(f"{self.path} records a carved test set but {self.test_index.name} is missing; "
+                               f"the run's test set cannot be recovered, so pretrain again")
+        return torch.tensor(json.loads(self.test_index.read_text())["index"], dtype=torch.long)
 
     def write_json(self, name: str, data: Any) -> Path:
         path = self.path / name

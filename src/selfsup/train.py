@@ -24,6 +24,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from selfsup.errors import SelfSupError
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.knn import knn_classify
+from selfsup.evaluate.linear import linear_probe
 from selfsup.methods.base import Method, MethodConfig
 from selfsup.runs import RunFolder, load_checkpoint, save_checkpoint, save_weights
 
@@ -47,11 +48,13 @@ class TrainConfig:
 
 @dataclass
 class Monitor:
-    """Labeled data for online monitoring only (kNN accuracy, collapse); never used for training."""
+    """Labeled data for online monitoring only (kNN and linear-probe accuracy, collapse); never used to
+    train the method: the probes read detached features, so no gradient reaches the encoder."""
 
     bank: Any
     queries: Any
     k: int = 200
+    probe_epochs: int = 30  # the online linear probe's passes over the bank (a few hundred Adam steps)
 
 
 @dataclass
@@ -194,8 +197,13 @@ class PretrainModule(L.LightningModule):
             queries = extract_features(self.method, self.monitor.queries)
             acc = knn_classify(bank, self.monitor.bank.labels, queries, self.monitor.queries.labels,
                                k=self.monitor.k)["acc"]
+            # A linear head refitted at each check on the bank's detached features (as solo-learn's and
+            # lightly's online classifiers, but stateless, so a resumed run logs what an uninterrupted one does).
+            linear = linear_probe(bank, self.monitor.bank.labels, queries, self.monitor.queries.labels,
+                                  epochs=self.monitor.probe_epochs, seed=self.cfg.seed)["acc"]
             spread = embedding_spread(queries)
             self.log("monitor/knn_acc", acc, prog_bar=True, sync_dist=True)
+            self.log("monitor/linear_acc", linear, prog_bar=True, sync_dist=True)
             self.log("monitor/embedding_spread", spread, sync_dist=True)
             if spread < 0.1:
                 warnings.warn(f"embeddings may be collapsing: spread {spread:.3f} (1 = well spread, 0 = collapsed)",

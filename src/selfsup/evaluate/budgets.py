@@ -1,7 +1,14 @@
 """Run several protocols at several label budgets and seeds; summarise as mean and spread.
 
-Labels are drawn from the source's train part with `stratified_take` (seeded, per class); the test part
-is always the full test set. Features for the linear probe and kNN are extracted once per call.
+Labels are drawn from the source's train part with `stratified_take` (seeded, per class; budget None =
+every label); the test part is always the full test set. Features for the linear probe and kNN are
+extracted once per call. Each protocol's hyperparameters are chosen on a validation split of the labeled
+budget (`selfsup.evaluate.tuning`), then refitted on the whole budget and scored once on the test set.
+
+Protocols: "linear", "knn", "finetune" (the pretrained encoder), "supervised" (the same architecture
+from random init, same augmentation, grid and steps) and "random_init" (linear probe and kNN on the
+untrained encoder, fed as the method feeds it: the floor a method must beat to count as having learned;
+reported as "random_init_linear" and "random_init_knn").
 """
 from __future__ import annotations
 
@@ -9,61 +16,145 @@ import statistics
 from typing import Any, Iterable
 
 import torch
+from torch import Tensor
 
 from selfsup.data.splits import stratified_take
 from selfsup.errors import unknown_name
 from selfsup.evaluate.features import extract_features
-from selfsup.evaluate.finetune import finetune, supervised_baseline
+from selfsup.evaluate.finetune import finetune, fresh_copy, supervised_baseline
 from selfsup.evaluate.knn import knn_classify
 from selfsup.evaluate.linear import linear_probe
+from selfsup.evaluate.tuning import GRIDS, choose_on_validation
 
-PROTOCOLS = ("linear", "knn", "finetune", "supervised")
+PROTOCOLS = ("linear", "knn", "finetune", "supervised", "random_init")
+FEATURE_PROTOCOLS = {"linear", "knn"}
+
+
+def tuned_feature_protocols(xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, protocols: Iterable[str],
+                            seed: int, tune: bool = True, prefix: str = "", fixed: dict | None = None) -> tuple[dict, dict]:
+    """Linear probe and/or kNN on precomputed features, each tuned on a validation split of (xtr, ytr).
+
+    `fixed` maps a (prefixed) protocol name to parameters chosen earlier, which are then used as they are.
+    Returns ({name: test accuracy}, {name: chosen params and trials}).
+    """
+    scorers = {
+        "linear": lambda fit, ev, p: linear_probe(xtr[fit], ytr[fit], ev[0], ev[1], seed=seed, **p)["acc"],
+        "knn": lambda fit, ev, p: knn_classify(xtr[fit], ytr[fit], ev[0], ev[1], **p)["acc"],
+    }
+    results, choices = {}, {}
+    everything = torch.arange(len(ytr))
+    for name in protocols:
+        score = scorers[name]
+        grid = grid_for(name, prefix + name, tune, fixed)
+        best, trials = choose_on_validation(grid, ytr, lambda fit, val, p: score(fit, (xtr[val], ytr[val]), p), seed)
+        results[prefix + name] = score(everything, (xte, yte), best)
+        choices[prefix + name] = {"params": best, "trials": trials}
+    return results, choices
+
+
+def grid_for(protocol: str, name: str, tune: bool, fixed: dict | None) -> list[dict]:
+    """The candidates for `protocol`: its grid, the parameters fixed earlier for `name`, or the defaults."""
+    if fixed and name in fixed:
+        return [fixed[name]]
+    return GRIDS[protocol] if tune else [{}]
+
+
+def tuned_training_protocol(train: Any, labeled: Any, test: Any, seed: int, grid: list[dict],
+                            **kwargs: Any) -> tuple[float, dict]:
+    """`train(labeled, test, **params, **kwargs)` (finetune or supervised_baseline) tuned on validation."""
+    fit_and_score = lambda fit, val, p: train(labeled.subset(fit), labeled.subset(val), seed=seed, **p, **kwargs)["acc"]
+    best, trials = choose_on_validation(grid, labeled.labels, fit_and_score, seed)
+    return train(labeled, test, seed=seed, **best, **kwargs)["acc"], {"params": best, "trials": trials}
 
 
 def evaluate_protocols(method: Any, labeled: Any, test: Any, protocols: Iterable[str] = PROTOCOLS,
                        upto: str | None = None, freeze_upto: str | None = None, seed: int = 0,
-                       features: tuple[torch.Tensor, torch.Tensor] | None = None,
-                       finetune_kwargs: dict | None = None) -> dict[str, float]:
-    """Accuracy on `test` of each protocol trained on `labeled`. `features` = precomputed (labeled, test)."""
+                       features: dict[str, tuple[Tensor, Tensor]] | None = None,
+                       finetune_kwargs: dict | None = None, tune: bool = True,
+                       fixed: dict | None = None) -> tuple[dict[str, float], dict]:
+    """Accuracy on `test` of each protocol trained on `labeled`, and the hyperparameters each chose.
+
+    `features` = precomputed {"method" / "random_init": (labeled features, test features)}; `fixed` =
+    {protocol: params} chosen earlier (e.g. on another draw of the same budget), used without tuning.
+    """
     finetune_kwargs = finetune_kwargs or {}
+    protocols = check_protocols(protocols)
+    features = features or {}
+    results: dict[str, float] = {}
+    choices: dict[str, dict] = {}
+    wanted = [p for p in protocols if p in FEATURE_PROTOCOLS]
+    if wanted:
+        xtr, xte = features.get("method") or (extract_features(method, labeled, upto), extract_features(method, test, upto))
+        r, c = tuned_feature_protocols(xtr, labeled.labels, xte, test.labels, wanted, seed, tune, fixed=fixed)
+        results |= r
+        choices |= c
+    if "random_init" in protocols:
+        xtr, xte = features.get("random_init") or random_init_features(method, labeled, test, upto)
+        r, c = tuned_feature_protocols(xtr, labeled.labels, xte, test.labels, ("linear", "knn"), seed, tune,
+                                       prefix="random_init_", fixed=fixed)
+        results |= r
+        choices |= c
+    if "finetune" in protocols:
+        results["finetune"], choices["finetune"] = tuned_training_protocol(
+            lambda *a, **k: finetune(method, *a, freeze_upto=freeze_upto, upto=upto, **k),
+            labeled, test, seed, grid_for("finetune", "finetune", tune, fixed), **finetune_kwargs)
+    if "supervised" in protocols:
+        results["supervised"], choices["supervised"] = tuned_training_protocol(
+            lambda *a, **k: supervised_baseline(method, *a, upto=upto, **k), labeled, test, seed,
+            grid_for("supervised", "supervised", tune, fixed), **finetune_kwargs)
+    return results, choices
+
+
+def check_protocols(protocols: Iterable[str]) -> list[str]:
     protocols = list(protocols)
     for p in protocols:
         if p not in PROTOCOLS:
             raise unknown_name("protocol", p, list(PROTOCOLS))
-    results: dict[str, float] = {}
-    if {"linear", "knn"} & set(protocols):
-        if features is None:
-            features = (extract_features(method, labeled, upto), extract_features(method, test, upto))
-        xtr, xte = features
-        if "linear" in protocols:
-            results["linear"] = linear_probe(xtr, labeled.labels, xte, test.labels, seed=seed)["acc"]
-        if "knn" in protocols:
-            results["knn"] = knn_classify(xtr, labeled.labels, xte, test.labels)["acc"]
-    if "finetune" in protocols:
-        results["finetune"] = finetune(method, labeled, test, freeze_upto=freeze_upto, upto=upto, seed=seed,
-                                       **finetune_kwargs)["acc"]
-    if "supervised" in protocols:
-        results["supervised"] = supervised_baseline(method, labeled, test, upto=upto, seed=seed,
-                                                    **finetune_kwargs)["acc"]
-    return results
+    return protocols
 
 
-def label_sweep(method: Any, train: Any, test: Any, budgets: Iterable[int] = (10, 100, 1000),
+def random_init_features(method: Any, *parts: Any, upto: str | None = None, seed: int = 0) -> tuple[Tensor, ...]:
+    """Features of each data part from the same architecture with fresh random weights (never trained)."""
+    untrained = fresh_copy(method, seed).to(next(method.parameters()).device).eval()
+    return tuple(extract_features(untrained, part, upto) for part in parts)
+
+
+def draw_budget(labels: Tensor, budget: int | None, seed: int) -> Tensor:
+    """Indices of `budget` labels per class (stratified, seeded), or of every label when `budget` is None."""
+    if budget is None:
+        return torch.arange(len(labels))
+    return stratified_take(labels, per_class=budget, generator=torch.Generator().manual_seed(seed))
+
+
+def label_sweep(method: Any, train: Any, test: Any, budgets: Iterable[int | None] = (10, 100, 1000),
                 seeds: Iterable[int] = (0, 1, 2), protocols: Iterable[str] = PROTOCOLS, upto: str | None = None,
-                freeze_upto: str | None = None, finetune_kwargs: dict | None = None) -> list[dict]:
-    """One row per (budget, seed, protocol): {"labels_per_class", "seed", "protocol", "acc"}."""
-    protocols = list(protocols)
-    train_x = extract_features(method, train, upto) if {"linear", "knn"} & set(protocols) else None
-    test_x = extract_features(method, test, upto) if train_x is not None else None
+                freeze_upto: str | None = None, finetune_kwargs: dict | None = None, tune: bool = True,
+                tune_every_draw: bool = False) -> list[dict]:
+    """One row per (budget, seed, protocol): {"labels_per_class", "seed", "protocol", "acc", "params"}.
+
+    A budget of None uses every label of `train` (reported as "all"); its seeds differ in training only.
+    Hyperparameters are chosen on the validation split of the first seed's draw of each budget and reused
+    for its other draws (each still trained on its own labels), unless `tune_every_draw`: a grid search per
+    draw multiplies the cost of fine-tuning by the grid's size.
+    """
+    protocols = check_protocols(protocols)
+    features = {}
+    if FEATURE_PROTOCOLS & set(protocols):
+        features["method"] = (extract_features(method, train, upto), extract_features(method, test, upto))
+    if "random_init" in protocols:
+        features["random_init"] = random_init_features(method, train, test, upto=upto)
     rows = []
     for budget in budgets:
+        chosen = None
         for seed in seeds:
-            index = stratified_take(train.labels, per_class=budget, generator=torch.Generator().manual_seed(seed))
-            labeled = train.subset(index)
-            features = None if train_x is None else (train_x[index], test_x)
-            accs = evaluate_protocols(method, labeled, test, protocols, upto, freeze_upto, seed, features,
-                                      finetune_kwargs)
-            rows += [{"labels_per_class": budget, "seed": seed, "protocol": p, "acc": a} for p, a in accs.items()]
+            index = draw_budget(train.labels, budget, seed)
+            drawn = {name: (x[index], xt) for name, (x, xt) in features.items()}
+            accs, choices = evaluate_protocols(method, train.subset(index), test, protocols, upto, freeze_upto, seed,
+                                               drawn, finetune_kwargs, tune, chosen)
+            if not tune_every_draw:
+                chosen = chosen or {name: c["params"] for name, c in choices.items()}
+            rows += [{"labels_per_class": "all" if budget is None else budget, "seed": seed, "protocol": p, "acc": a,
+                      "params": choices.get(p, {}).get("params", {})} for p, a in accs.items()]
     return rows
 
 

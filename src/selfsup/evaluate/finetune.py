@@ -4,7 +4,12 @@ RotNet's protocol (Gidaris et al., 2018) freezes the first blocks (conv1, conv2)
 the encoder plus a new classifier; `freeze_upto=None` fine-tunes everything. `upto` reads the features
 from an intermediate block instead of the last one (the classic MNIST notebook put its classifier on the
 frozen conv2 output). The supervised baseline trains the same network from random initialisation on the
-same labels, with the same number of steps, batch size and optimizer.
+same labels, with the same number of steps, batch size, optimizer and augmentation.
+
+Augmentation (on by default, for both): the light recipe of supervised training on small images, a
+random crop of the zero-padded image (`padding` pixels) and, where the data says a mirror image keeps its
+label (`hflip_keeps_label`: clothes yes, digits no), a horizontal flip. Applied to the raw uint8 batch
+before the method's `encoder_input`, so every method's encoder is fed as in pretraining.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from torch import nn
 from selfsup.nets.base import freeze_upto as freeze_blocks
 from selfsup.nets.base import set_frozen_eval
 from selfsup.utils import move_to
+from selfsup.views.geometry import random_shift_flip
 
 
 class Classifier(nn.Module):
@@ -55,9 +61,17 @@ def accuracy(model: nn.Module, data: Any, batch_size: int = 512, device: str | t
     return correct / len(data)
 
 
+def augment_labeled(batch: Any, data: Any, padding: int, generator: torch.Generator) -> Any:
+    """Shift (and flip, where the data allows) a raw image batch; other batches (text) pass unchanged."""
+    if not isinstance(batch, torch.Tensor) or batch.dim() != 4 or padding < 0:
+        return batch
+    return random_shift_flip(batch, padding, flip=getattr(data, "hflip_keeps_label", False), generator=generator)
+
+
 def finetune(method: Any, labeled: Any, test: Any, freeze_upto: str | None = None, upto: str | None = None,
              epochs: int = 30, min_steps: int = 300, max_steps: int = 1500, batch_size: int = 64, lr: float = 1e-3,
-             weight_decay: float = 0.0, seed: int = 0, device: str | torch.device = "cpu") -> dict[str, float]:
+             weight_decay: float = 0.0, augment: bool = True, padding: int = 2, seed: int = 0,
+             device: str | torch.device = "cpu") -> dict[str, float]:
     """Train a new linear head (and the unfrozen encoder blocks) on `labeled`; accuracy on `test`.
 
     The step budget is `epochs` over the labeled set, clamped to [`min_steps`, `max_steps`], so tiny label
@@ -79,7 +93,10 @@ def finetune(method: Any, labeled: Any, test: Any, freeze_upto: str | None = Non
         for index in torch.randperm(len(labeled), generator=g).split(batch_size):
             if len(index) < batch_size or step >= steps:
                 continue  # drop the ragged last batch: BatchNorm and equal-size steps
-            batch = move_to(labeled.batch(index), device)
+            batch = labeled.batch(index)
+            if augment:
+                batch = augment_labeled(batch, labeled, padding, g)
+            batch = move_to(batch, device)
             loss = F.cross_entropy(model(batch), labeled.labels[index].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -2,19 +2,33 @@
 
 After SRGAN: Ledig, Theis, Huszár, Caballero, Cunningham, Acosta, Aitken, Tejani, Totz, Wang & Shi,
 "Photo-Realistic Single Image Super-Resolution Using a Generative Adversarial Network", CVPR 2017.
-Kept from the paper: x2 downsampled input; a generator trained with a pixel MSE, a content loss in a
-feature space and an adversarial loss weighted 1e-3; a discriminator trained in turn (`phases` =
+The paper's generator loss is one content loss, pixel MSE (SRGAN-MSE) or a VGG feature MSE (SRGAN-VGG,
+its best), plus 1e-3 x adversarial. Ours sums three terms, each a mean over its elements (the weights are
+`mse_weight`, `content_weight`, `adversarial_weight`):
+
+    generator loss = 1 x pixel MSE + 1 x content + 1e-3 x adversarial
+
+content: MSE between the output's and the true image's activations in a fixed feature net (below);
+adversarial: -log D(output), the paper's non-saturating form, averaged over the batch.
+Kept from the paper: the adversarial term and its 1e-3 weight; a discriminator trained in turn (`phases` =
 ("discriminator", "generator")), each phase updating only its own player's parameters.
 The generator is the transferable encoder (a BlockEncoder) plus a decoder that predicts the residual
 over a bilinear upsampling of the low-resolution input (a global skip, as in SRResNet's design spirit).
 Deviations:
+- pixel MSE and content summed, not one of them: with no VGG offline the content features are a weak
+  stand-in (next item) and do not pin down pixels alone. In a 300-step check (Fashion-MNIST, batch 64,
+  one seed, 1,000 test images), content + adversarial ended worse than its bilinear start (pixel MSE
+  0.0167 vs 0.0151); with the pixel MSE added, 0.0118 (MSE + adversarial alone: 0.0116, but a higher
+  content loss, 0.0069 vs 0.0066). The paper anchors pixels differently: SRGAN starts from an MSE-trained
+  SRResNet. Whether the sum transfers better than MSE alone was not measured;
 - content features: no pretrained VGG offline, so the content loss compares the activations of a fixed,
   randomly initialised conv net (3 convs, 16-16-32 channels, seed 0, never trained; random conv features
-  still measure local structure), instead of VGG54;
+  still measure local structure), instead of VGG54; weight 1 instead of the paper's VGG rescaling
+  (1/12.75^2 ~ 0.006), as this loss is already of the pixel MSE's order (0.007 vs 0.012 above);
 - the encoder sees the low-resolution image upsampled back to full size (bilinear), not the raw
   low-resolution one, so its input has the downstream image's size; `encoder_input` gives it the same
   down-and-up view of downstream images, so evaluation matches pretraining;
-- downsampling by 2x2 averaging (paper: bicubic with factor 4); the generator, decoder and discriminator
+- x2 downsampling by 2x2 averaging (paper: bicubic, x4); the generator, decoder and discriminator
   are small (see the inpainting module's ImageDecoder and Discriminator; paper: 16 residual blocks, VGG-style D);
 - Adam at lr 1e-3 with default betas (paper: 1e-4, beta1 0.9, 10^5 + 10^5 steps).
 """
@@ -67,7 +81,7 @@ class FixedFeatures(nn.Module):
 @dataclass
 class SuperResolutionConfig(MethodConfig):
     scale: int = 2
-    mse_weight: float = 1.0
+    mse_weight: float = 1.0  # SRGAN's GAN uses one content loss, MSE or VGG; we sum both (docstring)
     content_weight: float = 1.0  # paper: VGG loss rescaled by 1/12.75^2 ~ 0.006; our features are smaller
     adversarial_weight: float = 1e-3
     decoder_width: int = 32  # channels of the decoder's first map; small for 2 CPU cores

@@ -7,6 +7,9 @@ reference pixels) copies the reference's quantised colours: y_i = sum_j A_ij c_j
 cross-entropy against the target's true quantised colour. Since the only way to get a colour right is
 to point at the same object in the reference, the embedding learns correspondence; downstream the same
 attention propagates object masks with no further training (`selfsup.evaluate.propagation`).
+`encoder` (what transfers: linear probe, kNN, fine-tuning) is the configured encoder cut after the two
+blocks the embedding reads (the ConvNet's conv1 and conv2, so features are conv2's output): a later block
+would get no gradient from the colourisation loss and hand downstream untrained, random features.
 
 Deviations: sprite clips whose objects each have one palette colour, so colour is quantised to the
 nearest of the 6 palette hues + black (the paper: 16 k-means clusters of Lab ab); grey input is the
@@ -24,8 +27,9 @@ from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
 from selfsup.data.sprites import PALETTE
+from selfsup.errors import SelfSupError
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets import build_encoder
+from selfsup.nets import BlockEncoder, build_encoder
 from selfsup.views import to_float
 
 
@@ -35,6 +39,20 @@ class TrackingColorizationConfig(MethodConfig):
     temperature: float = 1.0  # softmax over plain dot products while training (paper); lower sharpens
     max_gap: int = 3  # reference 1..max_gap frames before the target (ours; paper used the 3 frames before)
     dark_threshold: float = 0.1  # cells darker than this are the "background" colour class
+
+
+HYPERCOLUMN_BLOCKS = 2  # the per-pixel embedding reads the encoder's first two blocks; the rest is dropped
+
+
+def trained_blocks_only(encoder: nn.Module, keep: int = HYPERCOLUMN_BLOCKS) -> BlockEncoder:
+    """`encoder` with only its first `keep` blocks, so that its output (and `feature_dim`) is that of the
+    last kept block: the blocks after it would never be trained by the colourisation loss."""
+    if not isinstance(encoder, BlockEncoder) or len(encoder.block_names) < keep:
+        raise SelfSupError(f"tracking-colorization needs a block encoder with at least {keep} blocks for its "
+                           f"hypercolumn, got {type(encoder).__name__}: use encoder='convnet'")
+    for name in encoder.block_names[keep:]:
+        del encoder.blocks[name]
+    return encoder
 
 
 def to_gray(frames: Tensor) -> Tensor:
@@ -74,6 +92,15 @@ def reference_and_target(frames: int, n: int, max_gap: int, device: torch.device
     return (target - gap).clamp_min(0), target
 
 
+def _drop_untrained_blocks(method: "TrackingColorization", state_dict: dict, prefix: str, *_) -> None:
+    """Checkpoints saved before the encoder was cut after its hypercolumn blocks hold the later blocks too,
+    never trained (no gradient reached them): drop them, so those checkpoints still load strictly."""
+    blocks = f"{prefix}encoder.blocks."
+    for key in [k for k in state_dict if k.startswith(blocks)]:
+        if key[len(blocks):].split(".", 1)[0] not in method.encoder.blocks:
+            del state_dict[key]
+
+
 @METHODS.register("tracking-colorization")
 class TrackingColorization(Method):
     name = "tracking-colorization"
@@ -85,11 +112,18 @@ class TrackingColorization(Method):
 
     def __init__(self, config: TrackingColorizationConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = build_encoder(config.encoder, in_channels=1, image_size=spec.height, **config.encoder_kwargs)
-        self.hypercolumn_blocks = self.encoder.block_names[:2]
-        channels = sum(self._block_outputs(torch.zeros(1, 1, spec.height, spec.width))[i].shape[1] for i in range(2))
+        self.encoder = trained_blocks_only(build_encoder(config.encoder, in_channels=1, image_size=spec.height,
+                                                         **config.encoder_kwargs))
+        self.hypercolumn_blocks = self.encoder.block_names  # every block the encoder keeps
+        maps = self._block_outputs(torch.zeros(1, 1, spec.height, spec.width))
+        if any(m.dim() != 4 for m in maps):
+            raise SelfSupError(f"tracking-colorization needs conv feature maps (N, C, h, w) from its encoder's "
+                               f"blocks {self.hypercolumn_blocks}; {config.encoder!r} gives tokens: use "
+                               f"encoder='convnet'")
+        channels = sum(m.shape[1] for m in maps)
         self.embed = nn.Conv2d(channels, config.embed_dim, kernel_size=1)
         self.num_colors = 1 + len(PALETTE)
+        self.register_load_state_dict_pre_hook(_drop_untrained_blocks)
 
     def encoder_input(self, batch: Tensor) -> Tensor:
         """Downstream the encoder sees grey frames: the first frame of a clip batch, or grey images."""
@@ -105,7 +139,7 @@ class TrackingColorization(Method):
 
     def embeddings(self, frames: Tensor) -> Tensor:
         """Per-pixel embeddings (N, D, H/4, W/4) of float frames (N, C, H, W): grey first, then a
-        hypercolumn of the first two encoder blocks (the coarser one upsampled) and a 1x1 conv."""
+        hypercolumn of the encoder's two blocks (the coarser one upsampled) and a 1x1 conv."""
         first, second = self._block_outputs(to_gray(frames))
         second = F.interpolate(second, size=first.shape[-2:], mode="bilinear", align_corners=False)
         return self.embed(torch.cat([first, second], dim=1))

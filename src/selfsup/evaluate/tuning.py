@@ -1,0 +1,54 @@
+"""Hyperparameters chosen on a validation split carved from the labeled budget, never on the test set.
+
+Every protocol with something to tune (the linear probe, kNN, fine-tuning and the supervised baseline)
+goes through `choose_on_validation`: the labeled budget is split, stratified and seeded, into a part to
+fit and a validation part; each grid point is fitted on the first and scored on the second; the winner
+is then refitted on the whole budget and scored once on the test set by the caller. Fine-tuning and the
+supervised baseline share one grid, so neither side gets more tuning than the other.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from selfsup.errors import SelfSupError
+
+# Small grids, sized so a whole method table stays affordable on 2 CPU cores (see benchmarks/methods.py).
+LINEAR_GRID = [{"lr": lr, "weight_decay": wd} for lr in (1e-3, 1e-2) for wd in (0.0, 1e-3, 1e-2)]
+KNN_GRID = [{"k": k} for k in (10, 50, 200)]
+FINETUNE_GRID = [{"lr": lr, "weight_decay": wd} for lr in (3e-4, 1e-3, 3e-3) for wd in (0.0, 5e-4)]
+GRIDS = {"linear": LINEAR_GRID, "knn": KNN_GRID, "finetune": FINETUNE_GRID, "supervised": FINETUNE_GRID}
+
+
+def validation_split(labels: Tensor, fraction: float = 0.2, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """(fit index, validation index) into `labels`: `fraction` of each class for validation, rounded, but
+    at least one item per class on each side. Raises when a class has a single item (nothing to hold out)."""
+    g = torch.Generator().manual_seed(10_007 + seed)  # independent of the label draw's generator
+    fit, held = [], []
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).flatten()
+        if len(members) < 2:
+            raise SelfSupError(f"class {c} has {len(members)} labeled example: tuning on a validation split needs "
+                               f"at least 2 per class (raise --labels-per-class, or turn tuning off)")
+        members = members[torch.randperm(len(members), generator=g)]
+        n_held = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(members[:n_held])
+        fit.append(members[n_held:])
+    return torch.cat(fit), torch.cat(held)
+
+
+def choose_on_validation(grid: list[dict], labels: Tensor, fit_and_score: Callable[[Tensor, Tensor, dict], float],
+                         seed: int = 0, fraction: float = 0.2) -> tuple[dict, list[dict]]:
+    """The grid point with the best validation accuracy (the first one on ties) and every trial.
+
+    `fit_and_score(fit_index, validation_index, params)` fits on `labels[fit_index]`'s items with `params`
+    and returns the accuracy on the validation items. A one-point grid is returned without fitting.
+    """
+    if len(grid) == 1:
+        return dict(grid[0]), []
+    fit_index, val_index = validation_split(labels, fraction, seed)
+    trials = [{"params": dict(p), "val_acc": fit_and_score(fit_index, val_index, p)} for p in grid]
+    best = max(trials, key=lambda t: t["val_acc"])  # max keeps the first of equal scores
+    return best["params"], trials

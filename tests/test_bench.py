@@ -1,0 +1,48 @@
+"""The method table's bookkeeping: one baseline per way of feeding an encoder, equal compute budgets."""
+import torch
+
+from selfsup.bench import BenchConfig, baseline_key, calibrate, epochs_within
+from selfsup.methods import build_method
+from conftest import synthetic_images
+
+
+def key_of(name, data, cfg=BenchConfig(), **options):
+    torch.manual_seed(0)
+    return baseline_key(build_method(name, data.spec, **options), data.batch(torch.arange(16)), cfg)
+
+
+def test_methods_that_feed_the_same_encoder_alike_share_a_baseline():
+    data = synthetic_images(n=32)
+    assert key_of("simclr", data) == key_of("byol", data) == key_of("simsiam", data)
+
+
+def test_every_change_to_the_encoder_or_its_input_gets_its_own_baseline():
+    data = synthetic_images(n=32)
+    rotation = key_of("rotation", data)
+    # the same ConvNet, but super-resolution feeds it a down-and-up-sampled image
+    assert key_of("super-resolution", data) != rotation
+    assert key_of("jigsaw", data) != rotation  # tiles, each normalised per image
+    assert key_of("rotation", data, encoder_kwargs={"widths": (64, 32, 32)}) != rotation  # another width
+    assert key_of("simclr", data) != rotation  # BatchNorm, wider conv3
+    assert key_of("rotation", data, cfg=BenchConfig(budgets=(10,))) != rotation  # other evaluation settings
+
+
+def test_colour_methods_feed_the_lightness_channel():
+    data = synthetic_images(n=32)
+    rgb = data.__class__(data.images.repeat(1, 3, 1, 1), data.labels, data.classes)
+    torch.manual_seed(0)
+    colorization = build_method("colorization", rgb.spec)
+    assert baseline_key(colorization, data.batch(torch.arange(16)), BenchConfig()) != key_of("rotation", data)
+
+
+def test_equal_budget_epochs():
+    # 0.1 s a step, 100 steps an epoch: 10 s an epoch; 90% of 2 minutes is 108 s -> 10 whole epochs
+    assert epochs_within(2, 0.1, 100) == 10
+    assert epochs_within(0.01, 0.1, 100) == 1  # at least one epoch
+
+
+def test_calibration_times_the_method_and_its_bare_encoder():
+    data = synthetic_images(n=64)
+    timing = calibrate("rotation", data, batch_size=16, repeats=1)
+    assert timing["seconds_per_step"] > 0 and timing["bare_seconds_per_step"] > 0
+    assert timing["images_per_s"] == 16 / timing["seconds_per_step"]
