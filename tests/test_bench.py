@@ -13,7 +13,7 @@ def key_of(name, data, cfg=BenchConfig(), **options):
 
 def test_methods_that_feed_the_same_encoder_alike_share_a_baseline():
     data = synthetic_images(n=32)
-    assert key_of("simclr", data) == key_of("byol", data) == key_of("simsiam", data)
+    assert key_of("simclr", data) == key_of("byol", data) == key_of("simsiam", data) == key_of("mocov2", data)
 
 
 def test_every_change_to_the_encoder_or_its_input_gets_its_own_baseline():

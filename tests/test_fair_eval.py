@@ -151,3 +151,13 @@ def test_label_sweep_reports_random_init_and_all_labels_and_reuses_the_first_dra
     for budget in (5, "all"):
         chosen = {(r["protocol"], str(r["params"])) for r in rows if r["labels_per_class"] == budget}
         assert len(chosen) == 3  # both draws of a budget use the parameters chosen on the first
+
+
+def test_random_init_row_reads_the_same_block_as_the_probe():
+    data = synthetic_images(n=60, classes=3)
+    labeled, test = data.subset(torch.arange(30)), data.subset(torch.arange(30, 60))
+    method = build_method("rotation", data.spec, **TINY)
+    (x,) = random_init_features(method, labeled, upto="conv2")
+    assert x.shape[1] == method.encoder.feature_dim("conv2") != method.encoder.feature_dim()
+    accs, _ = evaluate_protocols(method, labeled, test, ("random_init",), upto="conv2", tune=False)
+    assert set(accs) == {"random_init_linear", "random_init_knn"}

@@ -124,7 +124,8 @@ def baseline_key(method: Any, probe: Any, cfg: BenchConfig) -> str:
     architecture, what `encoder_input` makes of a fixed probe batch, and the evaluation settings."""
     fed = method.encoder_input(probe)
     digest = hashlib.sha256()
-    digest.update(repr(method.encoder).encode())
+    # MoCo's SplitBatchNorm2d is plain BatchNorm2d outside MoCo's own loss, so downstream it is the same net
+    digest.update(repr(method.encoder).replace("SplitBatchNorm2d", "BatchNorm2d").encode())
     digest.update(str((tuple(fed.shape), fed.dtype)).encode())
     digest.update(fed.detach().float().contiguous().numpy().tobytes())
     settings = {"budgets": cfg.budgets, "seeds": cfg.seeds, "transfer": cfg.transfer_budgets, "grids": GRIDS,
@@ -284,7 +285,7 @@ def pretraining_table(results: list[dict]) -> str:
     for r in results:
         cal = r["calibration"]
         pretext = ", ".join(f"{k.removeprefix('train/')} {v:.3f}" for k, v in r["pretext"].items()
-                            if "acc" in k and "epoch" in k) or "—"
+                            if "acc" in k) or "—"
         curve = r["monitor"]
         online = (f"{100 * curve[0]['knn']:.1f} → {100 * curve[-1]['knn']:.1f} / "
                   f"{100 * (curve[0]['linear'] or 0):.1f} → {100 * (curve[-1]['linear'] or 0):.1f}") if curve else "—"
@@ -368,6 +369,9 @@ def run_bench(methods: list[str] | None = None, out: str | Path = "benchmarks/re
     seed, skipping those already done (unless `force`), then rebuild the table from every result on disk."""
     out = Path(out)
     (out / "methods").mkdir(parents=True, exist_ok=True)
+    if quick:  # budgets that fit the quick subsets, and a handful of fine-tuning steps
+        overrides = {"budgets": (5, 20, None), "transfer_budgets": (5,), "seeds": (0, 1),
+                     "finetune_kwargs": {"min_steps": 10, "max_steps": 10}} | overrides
     cfg = BenchConfig(minutes=minutes, quick=quick, **overrides)
     data = None
     for name in methods or image_methods():

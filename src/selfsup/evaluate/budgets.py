@@ -89,7 +89,7 @@ def evaluate_protocols(method: Any, labeled: Any, test: Any, protocols: Iterable
         results |= r
         choices |= c
     if "random_init" in protocols:
-        xtr, xte = features.get("random_init") or random_init_features(method, labeled, test, upto)
+        xtr, xte = features.get("random_init") or random_init_features(method, labeled, test, upto=upto)
         r, c = tuned_feature_protocols(xtr, labeled.labels, xte, test.labels, ("linear", "knn"), seed, tune,
                                        prefix="random_init_", fixed=fixed)
         results |= r
