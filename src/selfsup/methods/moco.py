@@ -3,14 +3,24 @@
 He, Fan, Wu, Xie & Girshick, "Momentum Contrast for Unsupervised Visual Representation Learning",
 CVPR 2020 ("mocov1"), and Chen, Fan, Girshick & He, "Improved Baselines with Momentum Contrastive
 Learning", 2020 ("mocov2": MLP head, temperature 0.2, blur in the views, cosine lr schedule).
-A query encoder (trained) and a key encoder (a copy moved only by momentum, m = 0.999, no gradient)
-embed two views; InfoNCE classifies the positive key (class 0) against a queue of K keys from earlier
-batches, which is then refreshed with this batch's keys (gathered from every process). Keys are
-computed with shuffled BatchNorm across processes (identity in one process). Structure after the
-authors' builder.py: `_momentum_update_key_encoder`, `_dequeue_and_enqueue`, `_batch_shuffle_ddp`,
+A query encoder (trained) and a key encoder (a copy moved only by momentum, no gradient) embed two
+views; InfoNCE classifies the positive key (class 0) against a queue of K keys from earlier batches, which
+is then refreshed with this batch's keys (gathered from every process). Shuffling BN (section 3.3): keys
+are computed on a batch shuffled across processes, so a key's BatchNorm statistics are not those of its
+query's batch, which would let the model find the positive by batch statistics ("cheat"). Structure after
+the authors' builder.py: `_momentum_update_key_encoder`, `_dequeue_and_enqueue`, `_batch_shuffle_ddp`,
 `_batch_unshuffle_ddp`.
 
 Deviations (28x28 grayscale, 2 CPU cores):
+- One process (`split_bn=8`; 0 = off): the authors' 8 GPUs are emulated as in their CIFAR-10 demo, BatchNorm
+  of both encoders normalising the batch in 8 groups (`nets.split_batchnorm`), the keys shuffled between
+  groups before the key encoder and unshuffled after (`_batch_shuffle_groups`). Multi-process runs shuffle
+  across processes instead. Outside MoCo's loss the layers are plain BatchNorm with the same state_dict keys:
+  the transferred encoder is a normal one.
+- Key momentum 0.99 (the authors' CIFAR-10 demo) instead of 0.999: the key encoder averages the last
+  1/(1-m) = 100 steps, not 1000. The paper's 0.999 is 0.1% of its ~1M steps; our runs are a few thousand
+  (20 epochs of 60k at batch 256: about 4,700), where 0.999 keeps 0.999^390 = 68% of the random init after 390
+  steps and lags the query by ~4 epochs; 0.99 keeps 0.99^390 = 2%.
 - Queue scaled to the dataset by default (`queue_size=0`): the paper's 65536 keys are 5% of ImageNet's
   1.28M images, so the queue holds 5% of the training items, rounded up to a multiple of 256 and at least
   1024 (3072 for Fashion-MNIST's 60k; 65536 at most). 4096 when the data size is unknown.
@@ -35,6 +45,7 @@ from selfsup.data.base import DataSpec
 from selfsup.distributed import broadcast, gather, is_distributed, rank, world_size
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import METHODS, Method, MethodConfig
+from selfsup.nets.split_batchnorm import batchnorm_splits, has_split_batchnorm, use_split_batchnorm
 from selfsup.views.augment import two_views, view_preset
 from selfsup.views.basic import to_float
 
@@ -55,7 +66,8 @@ class MoCoConfig(MethodConfig):
     schedule: str = "constant"  # the paper: step decay at epochs 120 and 160 of 200
     dim: int = 128
     queue_size: int = 0  # 0: 5% of the training items (the paper's 65536 / 1.28M); see queue_length()
-    key_momentum: float = 0.999
+    key_momentum: float = 0.99  # the paper: 0.999 over ~1M steps; 0.99 suits a few thousand (docstring)
+    split_bn: int = 8  # one process: BatchNorm in 8 groups, keys shuffled between them (shuffling BN); 0 = off
     temperature: float = 0.07
     mlp: bool = False
     views: str = "mocov1"
@@ -88,6 +100,27 @@ def queue_length(config: MoCoConfig, spec: DataSpec) -> int:
     return min(65536, max(1024, five_percent))
 
 
+def key_shuffle(n: int, groups: int, device: torch.device | str = "cpu") -> Tensor:
+    """A permutation of a batch of n images for the key encoder, whose BatchNorm groups are the consecutive
+    `tensor_split(groups)` parts of the permuted batch, so that no key group is a query group.
+
+    The query groups' images are dealt out in turn like cards (each group's images in random order, the
+    groups in a random order, the larger ones first when n is no multiple of `groups`): consecutive images
+    of one query group lie `groups` apart in the dealt order, so a key group of L images takes at most
+    ceil(L / groups) from any query group. With n = 256 and 8 groups, 4 of the 32 images of a key's group
+    come from its query's group (a uniform random permutation, as in the authors' CIFAR-10 demo, gives 4 on
+    average, without a bound); with n <= groups^2 only the image itself.
+    """
+    parts = torch.arange(n).tensor_split(groups)  # the first n % groups parts are one image larger
+    larger = n % groups
+    order = torch.cat([torch.randperm(larger), larger + torch.randperm(groups - larger)])
+    deal = torch.empty(n, dtype=torch.long)  # the position of each image in the dealt order
+    for slot, g in enumerate(order.tolist()):
+        members = parts[g][torch.randperm(len(parts[g]))]
+        deal[members] = torch.arange(len(members)) * groups + slot  # round r, then the group's slot
+    return torch.argsort(deal).to(device)
+
+
 def frozen_copy(module: nn.Module) -> nn.Module:
     twin = copy.deepcopy(module)
     for p in twin.parameters():
@@ -107,6 +140,8 @@ class MoCo(Method):
     def __init__(self, config: MoCoConfig, spec: DataSpec):
         super().__init__(config, spec)
         self.encoder = self.configured_encoder()
+        if config.split_bn > 1:
+            use_split_batchnorm(self.encoder)  # the same state_dict; splits only inside `query` and `keys`
         self.head = projection_head(self.encoder.feature_dim(), config.dim, config.mlp)
         self.encoder_k = frozen_copy(self.encoder)
         self.head_k = frozen_copy(self.head)
@@ -139,7 +174,7 @@ class MoCo(Method):
     def _batch_shuffle_ddp(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Shuffle the global batch across processes so BatchNorm statistics of a key's process do not
         contain its query's image (shuffling BN). Returns this process's shuffled part and the inverse
-        permutation. Identity in one process."""
+        permutation. Identity in one process (there, `_batch_shuffle_groups` with `split_bn`)."""
         if not is_distributed():
             return x, torch.arange(len(x), device=x.device)
         x_gather = gather(x)
@@ -147,6 +182,23 @@ class MoCo(Method):
         idx_unshuffle = torch.argsort(idx_shuffle)
         idx_this = idx_shuffle.view(world_size(), -1)[rank()]
         return x_gather[idx_this], idx_unshuffle
+
+    def bn_groups(self, n: int) -> int:
+        """How many BatchNorm groups a training batch of n images is split into: `split_bn` in one process,
+        fewer (at least 2 images each) for a batch under 2 * split_bn; 1 (no split) when multi-process,
+        off, or the encoder has no BatchNorm. Sizes differ by at most one where n is not a multiple."""
+        if self.config.split_bn <= 1 or is_distributed() or not self.training:
+            return 1
+        if not has_split_batchnorm(self.encoder):  # no BatchNorm (or replaced by Identity): nothing to split
+            return 1
+        return max(1, min(self.config.split_bn, n // 2))
+
+    @torch.no_grad()
+    def _batch_shuffle_groups(self, x: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+        """One process: shuffle the batch so the key encoder's BatchNorm groups differ from the query
+        encoder's (`key_shuffle`). Returns the shuffled batch and the inverse permutation."""
+        idx_shuffle = key_shuffle(len(x), groups, x.device)
+        return x[idx_shuffle], torch.argsort(idx_shuffle)
 
     @torch.no_grad()
     def _batch_unshuffle_ddp(self, x: Tensor, idx_unshuffle: Tensor) -> Tensor:
@@ -165,10 +217,19 @@ class MoCo(Method):
         return self.loss_from_views(*self.make_views(batch))
 
     def query(self, im_q: Tensor) -> Tensor:
-        return F.normalize(self.head(self.encoder(im_q)), dim=1)
+        """Normalised query embeddings; BatchNorm groups are consecutive parts of the batch (`bn_groups`)."""
+        with batchnorm_splits(self.encoder, self.bn_groups(len(im_q))):
+            return F.normalize(self.head(self.encoder(im_q)), dim=1)
 
     @torch.no_grad()
     def keys(self, im_k: Tensor) -> Tensor:
+        """Normalised key embeddings, in the order of `im_k`, computed on a shuffled batch."""
+        groups = self.bn_groups(len(im_k))
+        if groups > 1:  # one process: shuffle between the BatchNorm groups
+            im_k, idx_unshuffle = self._batch_shuffle_groups(im_k, groups)
+            with batchnorm_splits(self.encoder_k, groups):
+                k = F.normalize(self.head_k(self.encoder_k(im_k)), dim=1)
+            return k[idx_unshuffle]
         im_k, idx_unshuffle = self._batch_shuffle_ddp(im_k)
         k = F.normalize(self.head_k(self.encoder_k(im_k)), dim=1)
         return self._batch_unshuffle_ddp(k, idx_unshuffle)
