@@ -1,6 +1,7 @@
 """SimCLR: NT-Xent against a plainly written reference, views, building, one training step, overfitting."""
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -77,3 +78,18 @@ def test_loss_decreases_when_overfitting_fixed_views() -> None:
         loss.backward()
         opt.step()
     assert loss.item() < first - 0.3
+
+
+def test_head_variants_of_the_papers_ablation():
+    from selfsup.errors import SelfSupError
+    mlp_head = build_method("simclr", SPEC, head="mlp").projector
+    linear_head = build_method("simclr", SPEC, head="linear").projector
+    assert sum(isinstance(m, torch.nn.Linear) for m in mlp_head) == 2
+    assert sum(isinstance(m, torch.nn.Linear) for m in linear_head) == 1
+    assert not any(isinstance(m, torch.nn.ReLU) for m in linear_head)
+    none = build_method("simclr", SPEC, head="none")
+    x = torch.rand(4, 1, 28, 28)
+    none.eval()
+    assert torch.equal(none.project(x), none.encoder(x))
+    with pytest.raises(SelfSupError, match="mlp"):
+        build_method("simclr", SPEC, head="mpl")

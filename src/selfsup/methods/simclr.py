@@ -13,6 +13,7 @@ Deviations (28x28 grayscale, 2 CPU cores):
 - Adam lr 1e-3 instead of LARS lr 0.3 x batch/256 (no LARS here); weight decay 1e-6 as in the paper.
 - Temperature 0.5, the paper's CIFAR-10 value (0.1 was best for its ImageNet batch 4096).
 - Views: crop scale (0.2, 1), no blur, no saturation/hue on grayscale (`selfsup.views.augment.simclr_views`).
+- `head`: "mlp" (default, the paper's), "linear" or "none", for the paper's Figure 8 ablation.
 - Encoder: the ConvNet with BatchNorm and widths 64-32-128 (512-d conv3 features) instead of ResNet-50;
   projection 512 -> 512 -> 128 (the paper: 2048 -> 2048 -> 128).
 """
@@ -22,9 +23,10 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
+from selfsup.errors import unknown_name
 from selfsup.distributed import gather_with_grad, is_distributed, rank
 from selfsup.losses.contrastive import nt_xent
 from selfsup.methods.base import METHODS, Method, MethodConfig
@@ -45,6 +47,7 @@ class SimCLRConfig(MethodConfig):
     temperature: float = 0.5  # the paper's CIFAR-10 value
     projection_dim: int = 128
     projection_hidden: int = 0  # 0: the encoder's feature dimension, as in the paper
+    head: str = "mlp"  # mlp (the paper's default) | linear | none: the paper's Figure 8 ablation
     views: str = "simclr"  # a preset of selfsup.views.augment
 
 
@@ -66,6 +69,17 @@ def nt_xent_across_ranks(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
     return F.cross_entropy(logits, positive_index)
 
 
+def projection_head(config: SimCLRConfig, dim: int) -> nn.Module:
+    """The paper's nonlinear head, its linear one (one layer, BatchNorm after it as in the authors' code), or
+    none (NT-Xent on the encoder's features themselves)."""
+    if config.head == "none":
+        return nn.Identity()
+    if config.head not in ("mlp", "linear"):
+        raise unknown_name("SimCLR head", config.head, ["mlp", "linear", "none"])
+    return mlp(dim, config.projection_hidden or dim, config.projection_dim, layers=2 if config.head == "mlp" else 1,
+               last_batch_norm=True, last_affine=True)
+
+
 @METHODS.register("simclr")
 class SimCLR(Method):
     name = "simclr"
@@ -76,9 +90,7 @@ class SimCLR(Method):
     def __init__(self, config: SimCLRConfig, spec: DataSpec):
         super().__init__(config, spec)
         self.encoder = self.configured_encoder()
-        dim = self.encoder.feature_dim()
-        self.projector = mlp(dim, config.projection_hidden or dim, config.projection_dim, layers=2,
-                             last_batch_norm=True, last_affine=True)
+        self.projector = projection_head(config, self.encoder.feature_dim())
         self.view_config = view_preset(config.views)
 
     def make_views(self, batch: Tensor) -> tuple[Tensor, Tensor]:
