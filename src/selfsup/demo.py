@@ -20,6 +20,7 @@ the 1,000 labels (`selfsup.evaluate.tuning`), on the first seed; later seeds reu
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -120,7 +121,7 @@ def run_demo(out: str | Path = "results/demo", seeds: tuple[int, ...] = (0, 1, 2
              progress: bool = True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    t0, load_before = time.perf_counter(), os.getloadavg()
     runs = []
     for s in settings or SETTINGS:
         chosen = None  # tuned on the first seed's validation split, reused for the others
@@ -130,7 +131,8 @@ def run_demo(out: str | Path = "results/demo", seeds: tuple[int, ...] = (0, 1, 2
             chosen = chosen or params
     table = summarize(runs)
     result = {"table": table, "runs": runs, "seconds": time.perf_counter() - t0,
-              "encoder": "convnet (RotNet-demo ConvNet, 64/32/16 filters)", "threads": torch.get_num_threads()}
+              "encoder": "convnet (RotNet-demo ConvNet, 64/32/16 filters)", "threads": torch.get_num_threads(),
+              "load_average_before": load_before, "load_average_after": os.getloadavg()}
     atomic_write_text(out / "demo.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out / "demo.md", markdown(table, runs))
     plot(table, out / "demo.png")
