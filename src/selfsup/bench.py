@@ -279,7 +279,10 @@ def markdown_tables(results: list[dict], baselines: dict) -> str:
 
 
 def pretraining_table(results: list[dict]) -> str:
-    lines = ["| method | data, pool | epochs (budget) | wall | images/s | bare encoder step, images/s | share of bare "
+    lines = ["Images/s count pool images per second of a training step (a method may feed its encoder several "
+             "views or rotations of each); the bare step is forward + backward + Adam of the encoder alone on "
+             "the same pool images, timed in the same calibration run.\n",
+             "| method | data, pool | epochs (budget) | wall | images/s | bare encoder step, images/s | share of bare "
              "| load avg before → after | pretext | online kNN / linear (first → last) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
