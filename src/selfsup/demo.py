@@ -13,7 +13,9 @@ Rows (encoder: the notebook's ConvNet, 64/32/16 filters):
 - fine-tune: the whole RotNet encoder and a new head trained on the labels;
 - supervised: the same network trained from random init on the same labels, with the same augmentation,
   tuning grid and steps as fine-tuning;
-- random init: the linear probe on the conv2 features of the untrained network (the floor).
+- random init: the linear probe on the conv2 features of the untrained network (the floor);
+- supervised without augmentation: a reference row, since at this step budget the light augmentation can
+  cost the supervised network more than it gives (both sides of the comparison use it by default).
 The linear probe, fine-tuning and supervised rows choose their hyperparameters on a validation split of
 the 1,000 labels (`selfsup.evaluate.tuning`), on the first seed; later seeds reuse that choice.
 """
@@ -50,7 +52,8 @@ ROWS = [("notebook", "RotNet conv1-2 frozen + dense (the notebook's protocol)"),
         ("linear", "RotNet linear probe (frozen conv2, standardised)"),
         ("finetune", "RotNet fine-tuned (all layers)"),
         ("supervised", "supervised, same network from random init"),
-        ("random_init_linear", "random init linear probe (conv2)")]
+        ("random_init_linear", "random init linear probe (conv2)"),
+        ("supervised_no_aug", "supervised without augmentation (reference)")]
 
 
 def run_setting(s: DemoSetting, seed: int, out: Path, progress: bool, chosen: dict | None) -> tuple[dict, dict]:
@@ -67,8 +70,13 @@ def run_setting(s: DemoSetting, seed: int, out: Path, progress: bool, chosen: di
     probes, choices = evaluate_protocols(m, split.labeled, split.test, ("linear", "random_init"), upto="conv2",
                                          seed=seed, fixed=chosen)
     trained, more = evaluate_protocols(m, split.labeled, split.test, ("finetune", "supervised"), seed=seed, fixed=chosen)
+    plain, plain_choice = evaluate_protocols(
+        m, split.labeled, split.test, ("supervised",), seed=seed, finetune_kwargs={"augment": False},
+        fixed={"supervised": chosen["supervised_no_aug"]} if chosen else None)
     acc |= {k: probes[k] for k in ("linear", "random_init_linear")} | trained
+    acc["supervised_no_aug"] = plain["supervised"]
     params = {k: c["params"] for k, c in (choices | more).items()}
+    params["supervised_no_aug"] = plain_choice["supervised"]["params"]
     return {"data": s.data, "seed": seed, "pool": len(split.pool), "labeled": len(split.labeled),
             "test": len(split.test), "epochs": s.epochs, "pretrain_seconds": pretrain_s,
             "pretext_acc": result.final.get("train/pretext_acc"), "acc": acc, "params": params,
@@ -103,7 +111,7 @@ def plot(table: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     datasets = list(dict.fromkeys(t["data"] for t in table))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
-    colours = {"supervised": "tab:gray", "random_init_linear": "lightgray"}
+    colours = {"supervised": "tab:gray", "random_init_linear": "lightgray", "supervised_no_aug": "silver"}
     for ax, data in zip(axes[0], datasets):
         rows = [t for t in table if t["data"] == data]
         ax.bar(range(len(rows)), [100 * t["mean"] for t in rows], yerr=[100 * t["std"] for t in rows],
