@@ -138,6 +138,9 @@ def test_cli_pretrain_evaluate_report_and_errors(tmp_path, capsys):
     assert main(["evaluate", str(run), "--data", data, "--protocol", "knn", "--labels-per-class", "5",
                  "--out", str(tmp_path / "eval.json")]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["summary"][0]["protocol"] == "knn"
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data", data, "--protocol", "random_init", "--labels-per-class", "5"]) == 0
+    assert "random_init_linear" in capsys.readouterr().out  # the floor a method must beat
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text()
     for section in ("Training curves", "What the pretext task sees and predicts", "Embeddings", "Nearest neighbours"):

@@ -10,6 +10,7 @@ from typing import Any
 
 from selfsup.data.splits import TEST_SEED
 from selfsup.errors import SelfSupError, unknown_name
+from selfsup.evaluate.budgets import PROTOCOLS
 
 
 def _parse_value(field: dataclasses.Field, text: str, owner: str) -> Any:
@@ -99,9 +100,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     out = selfsup.evaluate(args.run, data=args.data, protocols=args.protocol, labels_per_class=args.labels_per_class,
                            label_fraction=args.label_fraction, seeds=args.seeds, upto=args.upto,
                            freeze_upto=args.freeze_upto)
-    print(f"{'protocol':12s} {'labels/class':>12s} {'accuracy':>18s}")
+    print(f"{'protocol':20s} {'labels/class':>12s} {'accuracy':>18s}")
     for row in out["summary"]:
-        print(f"{row['protocol']:12s} {row['labels_per_class']:>12d} {100 * row['mean']:>10.2f} ± {100 * row['std']:.2f} %")
+        print(f"{row['protocol']:20s} {row['labels_per_class']!s:>12} {100 * row['mean']:>10.2f} ± {100 * row['std']:.2f} %")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
         print(f"written {args.out}")
@@ -175,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a run's encoder with few labels")
     ev.add_argument("run", help="run folder")
     ev.add_argument("--data", default="fashion-mnist", help="evaluation dataset (another one than pretraining = transfer)")
-    ev.add_argument("--protocol", nargs="+", default=["linear", "knn", "finetune", "supervised"],
-                    choices=["linear", "knn", "finetune", "supervised"])
+    ev.add_argument("--protocol", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS),
+                    help="random_init: the linear probe and kNN on the untrained encoder (the floor to beat)")
     ev.add_argument("--labels-per-class", type=int, nargs="+", default=[100])
     ev.add_argument("--label-fraction", type=float)
     ev.add_argument("--seeds", type=int, nargs="+", default=[0])
