@@ -47,6 +47,7 @@ from typing import Any
 import torch
 
 from selfsup.api import load_run, pretrain
+from selfsup.bench import smoke_subsets
 from selfsup.claims import (Claim, Scores, beats, best_metric, build_report, paired_difference, run_items,
                             shrinking)
 from selfsup.data.sources import load_dataset
@@ -83,10 +84,7 @@ QUICK = Budgets(quick=True, pool=512, contrastive_epochs=1, rotnet_epochs=1, shr
 # --- data and pretraining ----------------------------------------------------------------------------------
 def shrink(train: Any, test: Any, quick: bool) -> tuple[Any, Any]:
     """The evaluation data, or in quick mode about 600 train items (every k-th) and the first 300 test items."""
-    if not quick:
-        return train, test
-    every = max(1, len(train) // 600)
-    return train.subset(torch.arange(0, len(train), every)), test.subset(torch.arange(min(300, len(test))))
+    return smoke_subsets(train, test) if quick else (train, test)
 
 
 @functools.lru_cache(maxsize=2)

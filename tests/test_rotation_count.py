@@ -7,7 +7,7 @@ import torch
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods import build_method
-from selfsup.methods.rotation import all_rotations, rotate
+from selfsup.views.geometry import all_rotations, rotate
 from conftest import TINY
 
 

@@ -26,7 +26,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import platform
 import statistics
 import time
@@ -42,7 +41,7 @@ from selfsup.data.splits import held_out_test
 from selfsup.evaluate.budgets import label_sweep, summarize
 from selfsup.evaluate.tuning import GRIDS
 from selfsup.methods.base import METHODS, build_method
-from selfsup.utils import atomic_write_text
+from selfsup.utils import atomic_write_text, load_average
 
 EVAL_DATA = "fashion-mnist"
 TRANSFER_DATA = "mnist5k"
@@ -62,10 +61,6 @@ class BenchConfig:
 
 def image_methods() -> list[str]:
     return [n for n in METHODS.names() if METHODS.get(n).modality == "image"]
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 # --- an equal compute budget per method ---------------------------------------------------------------
@@ -160,9 +155,14 @@ def eval_data(cfg: BenchConfig) -> dict:
     mnist = held_out_test(load_dataset(TRANSFER_DATA))
     parts = {"eval": (fashion.train, fashion.test), "transfer": (mnist.rest, mnist.test)}
     if cfg.quick:
-        parts = {k: (tr.subset(torch.arange(0, len(tr), max(1, len(tr) // 600))), te.subset(torch.arange(min(300, len(te)))))
-                 for k, (tr, te) in parts.items()}
+        parts = {k: smoke_subsets(tr, te) for k, (tr, te) in parts.items()}
     return parts
+
+
+def smoke_subsets(train: Any, test: Any) -> tuple[Any, Any]:
+    """For quick smoke runs: about 600 train items (every k-th, so every class stays) and the first 300 test items."""
+    every = max(1, len(train) // 600)
+    return train.subset(torch.arange(0, len(train), every)), test.subset(torch.arange(min(300, len(test))))
 
 
 def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_seed: int = 0) -> dict:

@@ -27,7 +27,7 @@ from typing import Callable, Iterable
 import torch
 
 from selfsup.errors import SelfSupError
-from selfsup.utils import atomic_write_text
+from selfsup.utils import atomic_write_text, load_average
 
 HOLDS, FAILS, NOISE, UNMEASURED = "holds", "does not hold", "within noise", "not measured"
 MIN_SEEDS = 3  # fewer seeds than this: the verdict is reported, marked as indicative only
@@ -164,10 +164,6 @@ class Claim:
 
 def item_path(out: Path, claim: str, variant: str, seed: int) -> Path:
     return Path(out) / "claims" / f"{claim}-{variant}-seed{seed}.json"
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def measure_item(claim: Claim, variant: str, seed: int, quick: bool) -> dict:

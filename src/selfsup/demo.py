@@ -22,7 +22,6 @@ the 1,000 labels (`selfsup.evaluate.tuning`), on the first seed; later seeds reu
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from selfsup.data.sources import load_dataset
 from selfsup.data.splits import held_out_test, make_splits
 from selfsup.evaluate.budgets import evaluate_protocols
 from selfsup.evaluate.finetune import finetune
-from selfsup.utils import atomic_write_text
+from selfsup.utils import atomic_write_text, load_average
 
 
 @dataclass
@@ -129,7 +128,7 @@ def run_demo(out: str | Path = "results/demo", seeds: tuple[int, ...] = (0, 1, 2
              progress: bool = True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t0, load_before = time.perf_counter(), os.getloadavg()
+    t0, load_before = time.perf_counter(), load_average()
     runs = []
     for s in settings or SETTINGS:
         chosen = None  # tuned on the first seed's validation split, reused for the others
@@ -140,7 +139,7 @@ def run_demo(out: str | Path = "results/demo", seeds: tuple[int, ...] = (0, 1, 2
     table = summarize(runs)
     result = {"table": table, "runs": runs, "seconds": time.perf_counter() - t0,
               "encoder": "convnet (RotNet-demo ConvNet, 64/32/16 filters)", "threads": torch.get_num_threads(),
-              "load_average_before": load_before, "load_average_after": os.getloadavg()}
+              "load_average_before": load_before, "load_average_after": load_average()}
     atomic_write_text(out / "demo.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out / "demo.md", markdown(table, runs))
     plot(table, out / "demo.png")

@@ -37,3 +37,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def load_average() -> list[float]:
+    """The 1-, 5- and 15-minute load averages, rounded: recorded beside every timing a benchmark reports."""
+    return [round(x, 2) for x in os.getloadavg()]
