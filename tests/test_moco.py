@@ -11,9 +11,8 @@ from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.losses.contrastive import info_nce
 from selfsup.methods.base import build_method
-from selfsup.methods.moco import key_shuffle
 from selfsup.nets.registry import build_encoder
-from selfsup.nets.split_batchnorm import SplitBatchNorm2d, batchnorm_splits, use_split_batchnorm
+from selfsup.nets.split_batchnorm import SplitBatchNorm2d, batchnorm_splits, key_shuffle, use_split_batchnorm
 
 SPEC = DataSpec("image", channels=1, height=28, width=28)
 TINY = {"encoder_kwargs": {"widths": (8, 8, 8), "batch_norm": True}, "dim": 4, "queue_size": 8}

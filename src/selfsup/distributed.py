@@ -72,6 +72,31 @@ def broadcast(x: Tensor, src: int = 0) -> Tensor:
     return x
 
 
+@torch.no_grad()
+def batch_shuffle(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Shuffle the global batch across processes (MoCo's shuffling BN, `_batch_shuffle_ddp` in the authors'
+    builder.py): this process's part of a random permutation of every rank's x, and the inverse permutation
+    for `batch_unshuffle`. Identity in one process (no random numbers drawn)."""
+    if not is_distributed():
+        return x, torch.arange(len(x), device=x.device)
+    x_gather = gather(x)
+    idx_shuffle = broadcast(torch.randperm(len(x_gather), device=x.device), src=0)
+    return _this_ranks_rows(x_gather, idx_shuffle), torch.argsort(idx_shuffle)
+
+
+@torch.no_grad()
+def batch_unshuffle(x: Tensor, idx_unshuffle: Tensor) -> Tensor:
+    """Undo `batch_shuffle` on its outputs: this process gets back the rows of its own inputs, in order."""
+    if not is_distributed():
+        return x
+    return _this_ranks_rows(gather(x), idx_unshuffle)
+
+
+def _this_ranks_rows(x_gather: Tensor, idx: Tensor) -> Tensor:
+    """The rows of the gathered batch that `idx` (a global permutation) hands to this rank."""
+    return x_gather[idx.view(world_size(), -1)[rank()]]
+
+
 def maybe_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     """Convert BatchNorm layers to SyncBatchNorm when running multi-process on an accelerator.
 

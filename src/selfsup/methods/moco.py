@@ -9,7 +9,8 @@ is then refreshed with this batch's keys (gathered from every process). Shufflin
 are computed on a batch shuffled across processes, so a key's BatchNorm statistics are not those of its
 query's batch, which would let the model find the positive by batch statistics ("cheat"). Structure after
 the authors' builder.py: `_momentum_update_key_encoder`, `_dequeue_and_enqueue`, `_batch_shuffle_ddp`,
-`_batch_unshuffle_ddp`.
+`_batch_unshuffle_ddp`; the momentum and shuffle steps call the shared helpers (`nets.momentum`,
+`nets.split_batchnorm`, `selfsup.distributed`), and views, `loss` and `examples` come from `TwoViewMethod`.
 
 Deviations (28x28 grayscale, 2 CPU cores):
 - One process (`split_bn=8`; 0 = off): the authors' 8 GPUs are emulated as in their CIFAR-10 demo, BatchNorm
@@ -33,32 +34,26 @@ Deviations (28x28 grayscale, 2 CPU cores):
 """
 from __future__ import annotations
 
-import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
-from selfsup.distributed import broadcast, gather, is_distributed, rank, world_size
+from selfsup.distributed import batch_shuffle, batch_unshuffle, gather, is_distributed
 from selfsup.errors import SelfSupError
-from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets.split_batchnorm import batchnorm_splits, has_split_batchnorm, use_split_batchnorm
-from selfsup.views.augment import two_views, view_preset
-from selfsup.views.basic import to_float
-
-
-def _contrastive_encoder_kwargs() -> dict:
-    return {"batch_norm": True, "widths": (64, 32, 128)}  # 512-d conv3 features, about RotNet's cost per image
+from selfsup.methods.base import METHODS, TwoViewConfig, TwoViewMethod
+from selfsup.nets.momentum import ema_update, frozen_copy
+from selfsup.nets.split_batchnorm import batchnorm_splits, has_split_batchnorm, shuffle_groups, use_split_batchnorm
+from selfsup.views.augment import view_preset
 
 
 @dataclass
-class MoCoConfig(MethodConfig):
+class MoCoConfig(TwoViewConfig):
     """MoCo v1 (He et al. 2020)."""
 
-    encoder_kwargs: dict = field(default_factory=_contrastive_encoder_kwargs)
     optimizer: str = "sgd"
     lr: float = 0.03
     weight_decay: float = 1e-4
@@ -100,46 +95,16 @@ def queue_length(config: MoCoConfig, spec: DataSpec) -> int:
     return min(65536, max(1024, five_percent))
 
 
-def key_shuffle(n: int, groups: int, device: torch.device | str = "cpu") -> Tensor:
-    """A permutation of a batch of n images for the key encoder, whose BatchNorm groups are the consecutive
-    `tensor_split(groups)` parts of the permuted batch, so that no key group is a query group.
-
-    The query groups' images are dealt out in turn like cards (each group's images in random order, the
-    groups in a random order, the larger ones first when n is no multiple of `groups`): consecutive images
-    of one query group lie `groups` apart in the dealt order, so a key group of L images takes at most
-    ceil(L / groups) from any query group. With n = 256 and 8 groups, 4 of the 32 images of a key's group
-    come from its query's group (a uniform random permutation, as in the authors' CIFAR-10 demo, gives 4 on
-    average, without a bound); with n <= groups^2 only the image itself.
-    """
-    parts = torch.arange(n).tensor_split(groups)  # the first n % groups parts are one image larger
-    larger = n % groups
-    order = torch.cat([torch.randperm(larger), larger + torch.randperm(groups - larger)])
-    deal = torch.empty(n, dtype=torch.long)  # the position of each image in the dealt order
-    for slot, g in enumerate(order.tolist()):
-        members = parts[g][torch.randperm(len(parts[g]))]
-        deal[members] = torch.arange(len(members)) * groups + slot  # round r, then the group's slot
-    return torch.argsort(deal).to(device)
-
-
-def frozen_copy(module: nn.Module) -> nn.Module:
-    twin = copy.deepcopy(module)
-    for p in twin.parameters():
-        p.requires_grad_(False)  # moved only by the momentum update
-    return twin
-
-
-class MoCo(Method):
+class MoCo(TwoViewMethod):
     name = "moco"
     Config = MoCoConfig
-    default_epochs = 20
-    default_batch_size = 256
+    view_names = ("query_view", "key_view")
 
     queue: Tensor
     queue_ptr: Tensor
 
     def __init__(self, config: MoCoConfig, spec: DataSpec):
-        super().__init__(config, spec)
-        self.encoder = self.configured_encoder()
+        super().__init__(config, spec, view_preset(config.views))
         if config.split_bn > 1:
             use_split_batchnorm(self.encoder)  # the same state_dict; splits only inside `query` and `keys`
         self.head = projection_head(self.encoder.feature_dim(), config.dim, config.mlp)
@@ -147,16 +112,13 @@ class MoCo(Method):
         self.head_k = frozen_copy(self.head)
         self.register_buffer("queue", F.normalize(torch.randn(config.dim, queue_length(config, spec)), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
-        self.view_config = view_preset(config.views)
 
     # --- the authors' building blocks ---------------------------------------------------------------
     @torch.no_grad()
     def _momentum_update_key_encoder(self) -> None:
         """key <- m * key + (1 - m) * query, for the encoder and the head."""
-        m = self.config.key_momentum
-        for query_part, key_part in ((self.encoder, self.encoder_k), (self.head, self.head_k)):
-            for param_q, param_k in zip(query_part.parameters(), key_part.parameters()):
-                param_k.mul_(m).add_(param_q.detach(), alpha=1 - m)
+        ema_update(self.encoder_k, self.encoder, self.config.key_momentum)
+        ema_update(self.head_k, self.head, self.config.key_momentum)
 
     @torch.no_grad()
     def _dequeue_and_enqueue(self, keys: Tensor) -> None:
@@ -175,13 +137,7 @@ class MoCo(Method):
         """Shuffle the global batch across processes so BatchNorm statistics of a key's process do not
         contain its query's image (shuffling BN). Returns this process's shuffled part and the inverse
         permutation. Identity in one process (there, `_batch_shuffle_groups` with `split_bn`)."""
-        if not is_distributed():
-            return x, torch.arange(len(x), device=x.device)
-        x_gather = gather(x)
-        idx_shuffle = broadcast(torch.randperm(len(x_gather), device=x.device), src=0)
-        idx_unshuffle = torch.argsort(idx_shuffle)
-        idx_this = idx_shuffle.view(world_size(), -1)[rank()]
-        return x_gather[idx_this], idx_unshuffle
+        return batch_shuffle(x)
 
     def bn_groups(self, n: int) -> int:
         """How many BatchNorm groups a training batch of n images is split into: `split_bn` in one process,
@@ -197,25 +153,14 @@ class MoCo(Method):
     def _batch_shuffle_groups(self, x: Tensor, groups: int) -> tuple[Tensor, Tensor]:
         """One process: shuffle the batch so the key encoder's BatchNorm groups differ from the query
         encoder's (`key_shuffle`). Returns the shuffled batch and the inverse permutation."""
-        idx_shuffle = key_shuffle(len(x), groups, x.device)
-        return x[idx_shuffle], torch.argsort(idx_shuffle)
+        return shuffle_groups(x, groups)
 
     @torch.no_grad()
     def _batch_unshuffle_ddp(self, x: Tensor, idx_unshuffle: Tensor) -> Tensor:
         """Undo `_batch_shuffle_ddp`: this process gets back the keys of its own images, in order."""
-        if not is_distributed():
-            return x
-        x_gather = gather(x)
-        idx_this = idx_unshuffle.view(world_size(), -1)[rank()]
-        return x_gather[idx_this]
+        return batch_unshuffle(x, idx_unshuffle)
 
-    # --- the contract ----------------------------------------------------------------------------------
-    def make_views(self, batch: Tensor) -> tuple[Tensor, Tensor]:
-        return two_views(to_float(batch), self.view_config)
-
-    def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.loss_from_views(*self.make_views(batch))
-
+    # --- the contract (views, `loss` and `examples` from TwoViewMethod) ---------------------------------
     def query(self, im_q: Tensor) -> Tensor:
         """Normalised query embeddings; BatchNorm groups are consecutive parts of the batch (`bn_groups`)."""
         with batchnorm_splits(self.encoder, self.bn_groups(len(im_q))):
@@ -249,13 +194,6 @@ class MoCo(Method):
 
     def after_step(self, progress: float) -> None:
         self._momentum_update_key_encoder()
-
-    @torch.no_grad()
-    def examples(self, batch: Tensor) -> dict[str, Tensor]:
-        """The first 8 images, their query and key views."""
-        images = to_float(batch[:8])
-        view_q, view_k = self.make_views(images)
-        return {"images": images, "query_view": view_q, "key_view": view_k}
 
 
 @METHODS.register("mocov1")

@@ -19,7 +19,7 @@ Deviations (28x28 grayscale, 2 CPU cores):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -29,19 +29,13 @@ from selfsup.data.base import DataSpec
 from selfsup.errors import unknown_name
 from selfsup.distributed import gather_with_grad, is_distributed, rank
 from selfsup.losses.contrastive import nt_xent
-from selfsup.methods.base import METHODS, Method, MethodConfig
+from selfsup.methods.base import METHODS, TwoViewConfig, TwoViewMethod
 from selfsup.nets import mlp
-from selfsup.views.augment import two_views, view_preset
-from selfsup.views.basic import to_float
-
-
-def _contrastive_encoder_kwargs() -> dict:
-    return {"batch_norm": True, "widths": (64, 32, 128)}  # 512-d conv3 features, about RotNet's cost per image
+from selfsup.views.augment import view_preset
 
 
 @dataclass
-class SimCLRConfig(MethodConfig):
-    encoder_kwargs: dict = field(default_factory=_contrastive_encoder_kwargs)
+class SimCLRConfig(TwoViewConfig):
     lr: float = 1e-3  # Adam; the paper: LARS 0.3 x batch/256
     weight_decay: float = 1e-6
     temperature: float = 0.5  # the paper's CIFAR-10 value
@@ -81,26 +75,16 @@ def projection_head(config: SimCLRConfig, dim: int) -> nn.Module:
 
 
 @METHODS.register("simclr")
-class SimCLR(Method):
+class SimCLR(TwoViewMethod):
     name = "simclr"
     Config = SimCLRConfig
-    default_epochs = 20
-    default_batch_size = 256
 
     def __init__(self, config: SimCLRConfig, spec: DataSpec):
-        super().__init__(config, spec)
-        self.encoder = self.configured_encoder()
+        super().__init__(config, spec, view_preset(config.views))
         self.projector = projection_head(config, self.encoder.feature_dim())
-        self.view_config = view_preset(config.views)
-
-    def make_views(self, batch: Tensor) -> tuple[Tensor, Tensor]:
-        return two_views(to_float(batch), self.view_config)
 
     def project(self, views: Tensor) -> Tensor:
         return self.projector(self.encoder(views))
-
-    def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.loss_from_views(*self.make_views(batch))
 
     def loss_from_views(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         # One encoder pass over both views: BatchNorm sees the 2N views together, as in the paper.
@@ -110,13 +94,6 @@ class SimCLR(Method):
         else:
             loss = nt_xent(z1, z2, self.config.temperature)
         return loss, {"pretext_acc": positive_is_nearest(z1.detach(), z2.detach())}
-
-    @torch.no_grad()
-    def examples(self, batch: Tensor) -> dict[str, Tensor]:
-        """The first 8 images and their two random views."""
-        images = to_float(batch[:8])
-        view1, view2 = self.make_views(images)
-        return {"images": images, "view_1": view1, "view_2": view2}
 
 
 def positive_is_nearest(z1: Tensor, z2: Tensor) -> Tensor:

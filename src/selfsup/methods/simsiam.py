@@ -17,27 +17,20 @@ Deviations (28x28 grayscale, 2 CPU cores):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.data.base import DataSpec
-from selfsup.distributed import maybe_sync_batchnorm
-from selfsup.methods.base import METHODS, Method, MethodConfig
+from selfsup.methods.base import METHODS, TwoViewConfig, TwoViewMethod
 from selfsup.nets import mlp
-from selfsup.views.augment import mocov2_views, two_views
-from selfsup.views.basic import to_float
-
-
-def _contrastive_encoder_kwargs() -> dict:
-    return {"batch_norm": True, "widths": (64, 32, 128)}  # 512-d conv3 features, about RotNet's cost per image
+from selfsup.views.augment import mocov2_views
 
 
 @dataclass
-class SimSiamConfig(MethodConfig):
-    encoder_kwargs: dict = field(default_factory=_contrastive_encoder_kwargs)
+class SimSiamConfig(TwoViewConfig):
     optimizer: str = "sgd"
     lr: float = 0.05  # 0.05 x batch/256, batch 256
     weight_decay: float = 1e-4
@@ -53,44 +46,20 @@ def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
 
 
 @METHODS.register("simsiam")
-class SimSiam(Method):
+class SimSiam(TwoViewMethod):
     name = "simsiam"
     Config = SimSiamConfig
-    default_epochs = 20
-    default_batch_size = 256
+    sync_bn_modules = ("encoder", "projector", "predictor")
 
     def __init__(self, config: SimSiamConfig, spec: DataSpec):
-        super().__init__(config, spec)
-        self.encoder = self.configured_encoder()
+        super().__init__(config, spec, mocov2_views())  # the paper's recipe
         dim = config.projection_dim
         self.projector = mlp(self.encoder.feature_dim(), dim, dim, layers=3, last_batch_norm=True)
         self.predictor = mlp(dim, config.predictor_dim, dim, layers=2)
-        self.view_config = mocov2_views()
-        self._sync_bn_checked = False
-
-    def make_views(self, batch: Tensor) -> tuple[Tensor, Tensor]:
-        return two_views(to_float(batch), self.view_config)
-
-    def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return self.loss_from_views(*self.make_views(batch))
 
     def loss_from_views(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        self._sync_batchnorm_once(view1.device)
+        self.sync_batchnorm_once(view1.device)
         z1, z2 = self.projector(self.encoder(torch.cat([view1, view2]))).chunk(2)
         p1, p2 = self.predictor(torch.cat([z1, z2])).chunk(2)
         loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
         return loss, {"z_std": F.normalize(z1.detach(), dim=1).std(0).mean()}
-
-    def _sync_batchnorm_once(self, device: torch.device) -> None:
-        # The process group exists only once training starts, after the method was built.
-        if self.config.sync_bn and not self._sync_bn_checked:
-            self._sync_bn_checked = True
-            for name in ("encoder", "projector", "predictor"):
-                setattr(self, name, maybe_sync_batchnorm(getattr(self, name), device))
-
-    @torch.no_grad()
-    def examples(self, batch: Tensor) -> dict[str, Tensor]:
-        """The first 8 images and their two random views."""
-        images = to_float(batch[:8])
-        view1, view2 = self.make_views(images)
-        return {"images": images, "view_1": view1, "view_2": view2}

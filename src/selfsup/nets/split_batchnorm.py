@@ -2,7 +2,8 @@
 
 MoCo in one process uses it to emulate the per-GPU BatchNorm of the authors' 8-GPU runs (their CIFAR-10
 demo's `SplitBatchNorm` does the same): each group of the batch gets its own batch statistics, so the
-key encoder's groups can be made to differ from the query encoder's (see methods/moco.py).
+key encoder's groups can be made to differ from the query encoder's (see methods/moco.py): `shuffle_groups`
+permutes the keys' batch so that (`key_shuffle`) no key group is a query group.
 
 `SplitBatchNorm2d` is an `nn.BatchNorm2d` with the same parameters, buffers and state_dict keys. It splits
 only in training mode and only while `num_splits > 1`, which `batchnorm_splits` sets for the duration of a
@@ -121,3 +122,33 @@ def batchnorm_splits(module: nn.Module, num_splits: int) -> Iterator[None]:
     finally:
         for layer in layers:
             layer.num_splits = 1
+
+
+# --- shuffling BN in one process: which images a key encoder's BatchNorm group sees together ---------------
+def key_shuffle(n: int, groups: int, device: torch.device | str = "cpu") -> Tensor:
+    """A permutation of a batch of n images for the key encoder, whose BatchNorm groups are the consecutive
+    `tensor_split(groups)` parts of the permuted batch, so that no key group is a query group.
+
+    The query groups' images are dealt out in turn like cards (each group's images in random order, the
+    groups in a random order, the larger ones first when n is no multiple of `groups`): consecutive images
+    of one query group lie `groups` apart in the dealt order, so a key group of L images takes at most
+    ceil(L / groups) from any query group. With n = 256 and 8 groups, 4 of the 32 images of a key's group
+    come from its query's group (a uniform random permutation, as in the authors' CIFAR-10 demo, gives 4 on
+    average, without a bound); with n <= groups^2 only the image itself.
+    """
+    parts = torch.arange(n).tensor_split(groups)  # the first n % groups parts are one image larger
+    larger = n % groups
+    order = torch.cat([torch.randperm(larger), larger + torch.randperm(groups - larger)])
+    deal = torch.empty(n, dtype=torch.long)  # the position of each image in the dealt order
+    for slot, g in enumerate(order.tolist()):
+        members = parts[g][torch.randperm(len(parts[g]))]
+        deal[members] = torch.arange(len(members)) * groups + slot  # round r, then the group's slot
+    return torch.argsort(deal).to(device)
+
+
+@torch.no_grad()
+def shuffle_groups(x: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """x permuted by `key_shuffle` (for a network that normalises it in `groups` BatchNorm groups), and the
+    inverse permutation that puts the network's outputs back in the order of x."""
+    idx_shuffle = key_shuffle(len(x), groups, x.device)
+    return x[idx_shuffle], torch.argsort(idx_shuffle)
