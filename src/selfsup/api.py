@@ -16,29 +16,30 @@ import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 
-from selfsup.data.base import DataSpec, DatasetSplits
+from selfsup.config import make_config
+from selfsup.data.base import DatasetSplits, DataSource, DataSpec
 from selfsup.data.sources import load_dataset
 from selfsup.data.splits import TEST_SEED, HeldOut, fingerprint, held_out_at, held_out_test, index_fingerprint
 from selfsup.errors import SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS, label_sweep, summarize
 from selfsup.methods.base import METHODS, Method, build_method
-from selfsup.runs import RunFolder, load_checkpoint, load_weights
+from selfsup.runs import RunFolder, load_run
 
 if TYPE_CHECKING:  # the trainer (and Lightning) is imported only when training starts
     from selfsup.train import Monitor, PretrainResult
 
 
-def random_subset(data: Any, size: int | None, seed: int) -> Any:
+def random_subset(data: DataSource, size: int | None, seed: int) -> DataSource:
     if size is None or size >= len(data):
         return data
     return data.subset(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:size])
 
 
-def monitor_for(rest: Any, seed: int, bank_size: int = 5000, query_size: int = 1000) -> Monitor | None:
+def monitor_for(rest: DataSource, seed: int, bank_size: int = 5000, query_size: int = 1000) -> Monitor | None:
     """A labeled bank and disjoint queries for the online kNN monitor, both from `rest` (the non-test part).
 
     The monitor is watched during pretraining and steers choices (how many epochs, which options): that
@@ -78,7 +79,7 @@ def source_id(name: str) -> str:
     return str(path.resolve()) if path.exists() else name
 
 
-def test_record(held: HeldOut, train: Any) -> dict:
+def test_record(held: HeldOut, train: DataSource) -> dict:
     """What config.json records of the held-out test set: rule, seed, size and fingerprints.
 
     `data_sha256` covers the whole train part that test indices point into; `test_sha256` the test items.
@@ -92,7 +93,7 @@ def test_record(held: HeldOut, train: Any) -> dict:
     return record
 
 
-def record_test_set(run: RunFolder, held: HeldOut, train: Any) -> dict:
+def record_test_set(run: RunFolder, held: HeldOut, train: DataSource) -> dict:
     """Write test_index.json (when the test set was carved) and return the record for config.json."""
     record = test_record(held, train)
     if held.test_index is not None:
@@ -135,12 +136,13 @@ def default_run_dir(method: str) -> Path:
 def pretrain(method: str, data: str | None = None, *, epochs: int | None = None, batch_size: int | None = None,
              seed: int = 0, pool_size: int | None = None, run_dir: str | Path | None = None,
              options: dict | None = None, train: dict | None = None, monitor: bool = True,
-             pool: Any = None, test_seed: int = TEST_SEED) -> PretrainResult:
+             pool: DataSource | None = None, test_seed: int = TEST_SEED) -> PretrainResult:
     """Pretrain registered `method` on dataset `data` (its default when None) and write a run folder.
 
     The pool (`pool_size` items drawn with `seed`, or all) comes from the data minus its held-out test
     set (`held_out_test` with `test_seed`), which the run folder records for `evaluate`. `options`
-    override the method's Config fields, `train` the TrainConfig fields. `pool` passes an explicit data
+    override the method's Config fields, `train` the TrainConfig fields, both checked by
+    `selfsup.config.make_config` as the CLI's `--set` and `--train-set` are. `pool` passes an explicit data
     object instead of a named dataset (it must match `data`'s kind; the caller then holds out the test set).
     """
     import lightning as L
@@ -157,8 +159,8 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     else:
         held, test = None, {"rule": "an explicit pool passed from Python: the caller holds the test set out"}
         pool_data = random_subset(pool, pool_size, seed)
-    cfg = TrainConfig(**{"epochs": epochs or cls.default_epochs, "batch_size": batch_size or cls.default_batch_size,
-                         "seed": seed} | (train or {}))
+    cfg = make_config(TrainConfig, {"epochs": epochs or cls.default_epochs,
+                                    "batch_size": batch_size or cls.default_batch_size, "seed": seed} | (train or {}))
     L.seed_everything(seed, verbose=False)
     m = build_method(method, pool_data.spec, **(options or {}))
     record = {"method": method, "method_config": asdict(m.config), "spec": asdict(pool_data.spec),
@@ -187,28 +189,11 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
                       f"pool, which may contain the images evaluation tests on", stacklevel=2)
         rest = splits.train
     pool_data = random_subset(rest, data["pool_size"], data["seed"])  # the same draw as when the run started
-    cfg = TrainConfig(**(record["train"] | ({"epochs": epochs} if epochs else {})))
+    cfg = make_config(TrainConfig, record["train"] | ({"epochs": epochs} if epochs else {}))
     L.seed_everything(cfg.seed, verbose=False)
     m = build_method(method, pool_data.spec, **record["method_config"])
     keep = {k: record[k] for k in ("method", "method_config", "spec", "data")}
     return _fit(m, pool_data, cfg, run.path, monitor_for(rest, cfg.seed), resume=True, config_record=keep)
-
-
-def load_run(run_dir: str | Path) -> Method:
-    """Rebuild a run's method and load its final weights (or its last checkpoint if it did not finish)."""
-    run = RunFolder(run_dir)
-    record = run.read_config()
-    spec = DataSpec(**record["spec"])
-    method = build_method(record["method"], spec, **record["method_config"])
-    if run.weights.exists():
-        load_weights(method, run.weights)
-    elif run.last_checkpoint.exists():
-        state = load_checkpoint(run.last_checkpoint)["state_dict"]
-        method.load_state_dict({k.removeprefix("method."): v for k, v in state.items()})
-    else:
-        raise SelfSupError(f"{run.path} has no weights yet (no method.safetensors or checkpoints/last.ckpt)")
-    method.eval()
-    return method
 
 
 def check_compatible(method: Method, spec: DataSpec) -> None:

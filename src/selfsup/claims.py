@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Callable, Iterable
 import torch
 
 from selfsup.errors import SelfSupError
+from selfsup.evaluate.sweep import mean_and_std
 from selfsup.utils import atomic_write_text, load_average
 
 HOLDS, FAILS, NOISE, UNMEASURED = "holds", "does not hold", "within noise", "not measured"
@@ -53,7 +53,7 @@ def stat(values: Iterable[float]) -> Stat:
     values = list(values)
     if not values:
         raise MissingScores("no values")
-    return Stat(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+    return Stat(*mean_and_std(values), len(values))
 
 
 def verdict(better: Stat, worse: Stat) -> str:

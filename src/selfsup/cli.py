@@ -2,50 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
+from selfsup.config import parse_overrides
 from selfsup.data.splits import TEST_SEED
-from selfsup.errors import SelfSupError, unknown_name
+from selfsup.errors import SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS
-
-
-def _parse_value(field: dataclasses.Field, text: str, owner: str) -> Any:
-    """Convert `text` to the type of a dataclass field (int, float, bool, str, tuple, dict via JSON)."""
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", str(field.type))
-    try:
-        if kind.startswith("bool"):
-            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError("expected true or false")
-            return text.lower() in ("true", "1", "yes")
-        if kind.startswith("int"):
-            return int(text)
-        if kind.startswith("float"):
-            return float(text)
-        if kind.startswith(("tuple", "list", "dict")) or text[:1] in "[{":
-            value = json.loads(text)
-            return tuple(value) if kind.startswith("tuple") else value
-        return text
-    except (ValueError, json.JSONDecodeError) as e:
-        raise SelfSupError(f"option {field.name}={text!r} of {owner}: {e}") from e
-
-
-def parse_overrides(pairs: list[str], config_cls: type) -> dict[str, Any]:
-    """`["lr=0.01", "encoder=resnet18"]` -> typed values for fields of `config_cls`."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise SelfSupError(f"--set takes KEY=VALUE, got {pair!r}")
-        key, value = pair.split("=", 1)
-        key = key.replace("-", "_")
-        if key not in fields:
-            raise unknown_name(f"option of {config_cls.__name__}", key, list(fields))
-        out[key] = _parse_value(fields[key], value, config_cls.__name__)
-    return out
 
 
 def cmd_list(args: argparse.Namespace) -> None:

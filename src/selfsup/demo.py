@@ -22,7 +22,6 @@ the 1,000 labels (`selfsup.evaluate.tuning`), on the first seed; later seeds reu
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from selfsup.data.sources import load_dataset
 from selfsup.data.splits import held_out_test, make_splits
 from selfsup.evaluate.budgets import evaluate_protocols
 from selfsup.evaluate.finetune import finetune
+from selfsup.evaluate.sweep import summarize, sweep
 from selfsup.utils import atomic_write_text, load_average
 
 
@@ -82,15 +82,12 @@ def run_setting(s: DemoSetting, seed: int, out: Path, progress: bool, chosen: di
             "seconds": time.perf_counter() - t0}, params
 
 
-def summarize(runs: list[dict]) -> list[dict]:
-    table = []
-    for data in dict.fromkeys(r["data"] for r in runs):
-        rs = [r for r in runs if r["data"] == data]
-        for key, label in ROWS:
-            vals = [r["acc"][key] for r in rs]
-            table.append({"data": data, "protocol": key, "label": label, "mean": statistics.fmean(vals),
-                          "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "seeds": len(vals)})
-    return table
+def summarize_runs(runs: list[dict]) -> list[dict]:
+    """The demo's table: per dataset (in run order) and row of ROWS, the shared `summarize` of its seeds."""
+    rows = [{"data": r["data"], "protocol": key, "acc": r["acc"][key]} for r in runs for key, _ in ROWS]
+    labels = dict(ROWS)
+    return [{"data": s["data"], "protocol": s["protocol"], "label": labels[s["protocol"]], "mean": s["mean"],
+             "std": s["std"], "seeds": s["n"]} for s in summarize(rows, ("data", "protocol"))]
 
 
 def markdown(table: list[dict], runs: list[dict]) -> str:
@@ -129,14 +126,14 @@ def run_demo(out: str | Path = "results/demo", seeds: tuple[int, ...] = (0, 1, 2
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0, load_before = time.perf_counter(), load_average()
-    runs = []
-    for s in settings or SETTINGS:
-        chosen = None  # tuned on the first seed's validation split, reused for the others
-        for seed in seeds:
-            run, params = run_setting(s, seed, out, progress, chosen)
-            runs.append(run)
-            chosen = chosen or params
-    table = summarize(runs)
+
+    def run_seed(s: DemoSetting, seed: int, chosen: dict | None) -> tuple[list[dict], dict]:
+        run, params = run_setting(s, seed, out, progress, chosen)
+        return [run], params
+
+    # Each setting tunes on its first seed's validation split; its later seeds reuse that choice.
+    runs = sweep(settings or SETTINGS, seeds, run_seed)
+    table = summarize_runs(runs)
     result = {"table": table, "runs": runs, "seconds": time.perf_counter() - t0,
               "encoder": "convnet (RotNet-demo ConvNet, 64/32/16 filters)", "threads": torch.get_num_threads(),
               "load_average_before": load_before, "load_average_after": load_average()}

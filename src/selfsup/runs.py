@@ -11,7 +11,7 @@ A run folder holds:
 Checkpoints are safetensors files: every tensor of the (nested) training state is stored as a tensor and
 everything else (step counters, optimizer hyper-parameters, loop state) as JSON in the file's metadata.
 Loading never unpickles anything. Files are written to a temporary name and renamed, so a crash leaves
-the previous checkpoint intact.
+the previous checkpoint intact. `load_run` rebuilds a run's method from its config.json and weights.
 """
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
+from selfsup.methods.base import Method, build_method
 from selfsup.utils import atomic_write, atomic_write_text
 
 STRUCTURE_KEY = "selfsup_structure"
@@ -137,3 +139,24 @@ class RunFolder:
         path = self.path / name
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
         return path
+
+
+def load_run(run_dir: str | Path) -> Method:
+    """Rebuild a run's method and load its final weights (or its last checkpoint if it did not finish).
+
+    Lives here, beside the files it reads, so that the API, the report and text generation all reload
+    runs from below them (`selfsup.load_run` is this function).
+    """
+    run = RunFolder(run_dir)
+    record = run.read_config()
+    spec = DataSpec(**record["spec"])
+    method = build_method(record["method"], spec, **record["method_config"])
+    if run.weights.exists():
+        load_weights(method, run.weights)
+    elif run.last_checkpoint.exists():
+        state = load_checkpoint(run.last_checkpoint)["state_dict"]
+        method.load_state_dict({k.removeprefix("method."): v for k, v in state.items()})
+    else:
+        raise SelfSupError(f"{run.path} has no weights yet (no method.safetensors or checkpoints/last.ckpt)")
+    method.eval()
+    return method

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
+from selfsup.data.base import Batch, DataSource
 from selfsup.errors import SelfSupError
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.knn import knn_classify
@@ -51,8 +52,8 @@ class Monitor:
     """Labeled data for online monitoring only (kNN and linear-probe accuracy, collapse); never used to
     train the method: the probes read detached features, so no gradient reaches the encoder."""
 
-    bank: Any
-    queries: Any
+    bank: DataSource
+    queries: DataSource
     k: int = 200
     probe_epochs: int = 30  # the online linear probe's passes over the bank (a few hundred Adam steps)
 
@@ -88,7 +89,7 @@ class InMemoryBatches:
     dropped so every step sees the same batch size (BatchNorm, contrastive negatives).
     """
 
-    def __init__(self, data: Any, batch_size: int, seed: int, module: "PretrainModule"):
+    def __init__(self, data: DataSource, batch_size: int, seed: int, module: "PretrainModule"):
         self.data, self.batch_size, self.seed, self.module = data, batch_size, seed, module
 
     def _world(self) -> tuple[int, int]:
@@ -98,7 +99,7 @@ class InMemoryBatches:
     def __len__(self) -> int:
         return (len(self.data) // self._world()[1]) // self.batch_size
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Batch]:
         rank, world = self._world()
         epoch = self.module.current_epoch
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
@@ -154,7 +155,7 @@ class PretrainModule(L.LightningModule):
         torch.manual_seed(self.cfg.seed * 1_000_003 + self.current_epoch * 101 + self.global_rank)
         self._epoch_start, self._epoch_items = time.perf_counter(), 0
 
-    def training_step(self, batch: Any, batch_idx: int) -> None:
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
         step = self.current_epoch * self.steps_per_epoch + batch_idx
         mcfg = self.method.config
         factor = lr_factor(step, self.total_steps, round(mcfg.warmup_epochs * self.steps_per_epoch), mcfg.schedule)
@@ -210,7 +211,7 @@ class PretrainModule(L.LightningModule):
                               stacklevel=1)
 
 
-def _batch_len(batch: Any) -> int:
+def _batch_len(batch: Batch) -> int:
     if isinstance(batch, dict):
         return len(next(iter(batch.values())))
     return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
@@ -234,9 +235,9 @@ class _Throughput(Callback):
         self.items += _batch_len(batch) * trainer.world_size
 
 
-def pretrain(method: Method, data: Any, cfg: TrainConfig, run_dir: str | Path, monitor: Monitor | None = None,
+def pretrain(method: Method, data: DataSource, cfg: TrainConfig, run_dir: str | Path, monitor: Monitor | None = None,
              resume: bool = False, config_record: dict | None = None) -> PretrainResult:
-    """Train `method` on `data` (a data object with `batch(index)`) and write the run folder `run_dir`.
+    """Train `method` on `data` (its `batch(index)` gives the raw batches) and write the run folder `run_dir`.
 
     With `resume`, training continues from `run_dir/checkpoints/last.ckpt` up to `cfg.epochs`.
     """

@@ -1,10 +1,16 @@
-"""In-memory datasets: uint8 image tensors (N, C, H, W) plus labels, and the spec a method is built for."""
+"""The data contract: what every data source offers (`DataSource`), the spec a method is built for, and
+in-memory images as uint8 tensors (N, C, H, W) plus labels."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+# What `DataSource.batch` returns and a method's `loss` receives: uint8 images (B, C, H, W) or clips
+# (B, T, C, H, W), or a dict of tensors (text: token ids and segments; ego-motion: frame pairs and motions).
+Batch = Tensor | dict[str, Tensor]
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,34 @@ class DataSpec:
     num_classes: int = 0
     size: int = 0  # number of items in the training data (e.g. MoCo scales its queue to it); 0 = unknown
     extra: dict = field(default_factory=dict)
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """A data object held in memory: images (`ImageData`), text (`data.text.TextData`), clips
+    (`data.sprites.VideoData`) or ego-motion view pairs (`data.egomotion.EgomotionData`).
+
+    The trainer draws index batches with `batch`, the splits carve parts with `subset`, evaluation reads
+    `labels` (int64 (N,), or None for unlabeled data) and `classes` (their names), and a method is built
+    for `spec`.
+    """
+
+    labels: Tensor | None
+    classes: list[str]
+    name: str
+
+    def __len__(self) -> int: ...
+
+    @property
+    def spec(self) -> DataSpec: ...
+
+    def batch(self, index: Tensor) -> Batch:
+        """The raw batch at `index`, on the CPU (the trainer moves it to the device)."""
+        ...
+
+    def subset(self, index: Tensor, name: str | None = None) -> DataSource:
+        """The items at `index`, as a data object of the same kind (renamed `name` when given)."""
+        ...
 
 
 @dataclass
@@ -66,7 +100,8 @@ class ImageData:
 
 @dataclass
 class DatasetSplits:
-    """A source's own train and test parts; `test` is None when the source has no test split."""
+    """A source's own train and test parts (data objects of one kind: images, text, clips or ego-motion
+    pairs); `test` is None when the source has no test split."""
 
-    train: ImageData
-    test: ImageData | None
+    train: DataSource
+    test: DataSource | None

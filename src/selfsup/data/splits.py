@@ -4,19 +4,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from selfsup.data.base import DatasetSplits, DataSource
 from selfsup.errors import SelfSupError
 
 
 @dataclass
 class Splits:
-    pool: Any  # unlabeled pretraining images (labels kept only for monitoring, e.g. online kNN)
-    labeled: Any  # the label budget
-    test: Any  # all three are data objects of the same type (ImageData, text, video...)
+    pool: DataSource  # unlabeled pretraining items (labels kept only for monitoring, e.g. online kNN)
+    labeled: DataSource  # the label budget
+    test: DataSource  # all three are data objects of the same kind (ImageData, text, video...)
 
 
 def stratified_take(labels: Tensor, per_class: int | None = None, fraction: float | None = None,
@@ -46,7 +46,7 @@ def stratified_take(labels: Tensor, per_class: int | None = None, fraction: floa
     return index[torch.randperm(len(index), generator=generator)]
 
 
-def make_splits(train: Any, test: Any | None, *, labels_per_class: int | None = None,
+def make_splits(train: DataSource, test: DataSource | None, *, labels_per_class: int | None = None,
                 label_fraction: float | None = None, pool_size: int | None = None,
                 test_per_class: int = 100, seed: int = 0) -> Splits:
     """Split a source into (pool, labeled, test), all disjoint, stratified and reproducible from `seed`.
@@ -96,8 +96,8 @@ class HeldOut:
     or None, and `rest` is the whole train part).
     """
 
-    rest: Any
-    test: Any | None
+    rest: DataSource
+    test: DataSource | None
     test_index: Tensor | None
     rule: str
     seed: int
@@ -120,7 +120,7 @@ def carving_rule(per_class: int, max_fraction: float) -> str:
             f"per class, seeded")
 
 
-def held_out_test(splits: Any, seed: int = TEST_SEED, per_class: int = TEST_PER_CLASS,
+def held_out_test(splits: DatasetSplits, seed: int = TEST_SEED, per_class: int = TEST_PER_CLASS,
                   max_fraction: float = TEST_MAX_FRACTION) -> HeldOut:
     """The held-out test set of `splits` (a DatasetSplits) and the rest of its train part.
 
@@ -138,7 +138,7 @@ def held_out_test(splits: Any, seed: int = TEST_SEED, per_class: int = TEST_PER_
     return held_out_at(train, index, carving_rule(per_class, max_fraction), seed)
 
 
-def held_out_at(train: Any, test_index: Tensor, rule: str, seed: int) -> HeldOut:
+def held_out_at(train: DataSource, test_index: Tensor, rule: str, seed: int) -> HeldOut:
     """Split `train` at the given test positions (e.g. the ones a run folder recorded)."""
     test_index = torch.sort(torch.as_tensor(test_index, dtype=torch.long)).values
     if len(test_index) and (test_index[0] < 0 or test_index[-1] >= len(train)):
@@ -150,8 +150,10 @@ def held_out_at(train: Any, test_index: Tensor, rule: str, seed: int) -> HeldOut
     return HeldOut(rest, train.subset(test_index, name=f"{train.name}-test"), test_index, rule, seed)
 
 
-def fingerprint(data: Any) -> str:
+def fingerprint(data: DataSource) -> str:
     """sha256 of a data object's tensors (images or tokens, labels...), with their names, dtypes and shapes.
+
+    Reads the tensor fields of the dataclass every source here is (ImageData, TextData, VideoData...).
 
     Recorded test indices identify the same items only while the data is unchanged; this checks that.
     """

@@ -9,22 +9,26 @@ Protocols: "linear", "knn", "finetune" (the pretrained encoder), "supervised" (t
 from random init, same augmentation, grid and steps) and "random_init" (linear probe and kNN on the
 untrained encoder, fed as the method feeds it: the floor a method must beat to count as having learned;
 reported as "random_init_linear" and "random_init_knn").
+
+The loop over budgets and seeds and the summary of its rows are the ones every table shares
+(`selfsup.evaluate.sweep`); `summarize` is importable from here too.
 """
 from __future__ import annotations
 
-import statistics
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 from torch import Tensor
 
-from selfsup.data.splits import stratified_take
+from selfsup.data.base import DataSource
 from selfsup.errors import unknown_name
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import finetune, fresh_copy, supervised_baseline
 from selfsup.evaluate.knn import knn_classify
 from selfsup.evaluate.linear import linear_probe
+from selfsup.evaluate.sweep import budget_rows, draw_budget, summarize, sweep  # noqa: F401 (summarize: re-exported)
 from selfsup.evaluate.tuning import GRIDS, choose_on_validation
+from selfsup.methods.base import Method
 
 PROTOCOLS = ("linear", "knn", "finetune", "supervised", "random_init")
 FEATURE_PROTOCOLS = {"linear", "knn"}
@@ -59,15 +63,15 @@ def grid_for(protocol: str, name: str, tune: bool, fixed: dict | None) -> list[d
     return GRIDS[protocol] if tune else [{}]
 
 
-def tuned_training_protocol(train: Any, labeled: Any, test: Any, seed: int, grid: list[dict],
-                            **kwargs: Any) -> tuple[float, dict]:
+def tuned_training_protocol(train: Callable[..., dict], labeled: DataSource, test: DataSource, seed: int,
+                            grid: list[dict], **kwargs: Any) -> tuple[float, dict]:
     """`train(labeled, test, **params, **kwargs)` (finetune or supervised_baseline) tuned on validation."""
     fit_and_score = lambda fit, val, p: train(labeled.subset(fit), labeled.subset(val), seed=seed, **p, **kwargs)["acc"]
     best, trials = choose_on_validation(grid, labeled.labels, fit_and_score, seed)
     return train(labeled, test, seed=seed, **best, **kwargs)["acc"], {"params": best, "trials": trials}
 
 
-def evaluate_protocols(method: Any, labeled: Any, test: Any, protocols: Iterable[str] = PROTOCOLS,
+def evaluate_protocols(method: Method, labeled: DataSource, test: DataSource, protocols: Iterable[str] = PROTOCOLS,
                        upto: str | None = None, freeze_upto: str | None = None, seed: int = 0,
                        features: dict[str, tuple[Tensor, Tensor]] | None = None,
                        finetune_kwargs: dict | None = None, tune: bool = True,
@@ -113,21 +117,16 @@ def check_protocols(protocols: Iterable[str]) -> list[str]:
     return protocols
 
 
-def random_init_features(method: Any, *parts: Any, upto: str | None = None, seed: int = 0) -> tuple[Tensor, ...]:
+def random_init_features(method: Method, *parts: DataSource, upto: str | None = None,
+                         seed: int = 0) -> tuple[Tensor, ...]:
     """Features of each data part from the same architecture with fresh random weights (never trained)."""
     untrained = fresh_copy(method, seed).to(next(method.parameters()).device).eval()
     return tuple(extract_features(untrained, part, upto) for part in parts)
 
 
-def draw_budget(labels: Tensor, budget: int | None, seed: int) -> Tensor:
-    """Indices of `budget` labels per class (stratified, seeded), or of every label when `budget` is None."""
-    if budget is None:
-        return torch.arange(len(labels))
-    return stratified_take(labels, per_class=budget, generator=torch.Generator().manual_seed(seed))
-
-
-def label_sweep(method: Any, train: Any, test: Any, budgets: Iterable[int | None] = (10, 100, 1000),
-                seeds: Iterable[int] = (0, 1, 2), protocols: Iterable[str] = PROTOCOLS, upto: str | None = None,
+def label_sweep(method: Method, train: DataSource, test: DataSource,
+                budgets: Iterable[int | None] = (10, 100, 1000), seeds: Iterable[int] = (0, 1, 2),
+                protocols: Iterable[str] = PROTOCOLS, upto: str | None = None,
                 freeze_upto: str | None = None, finetune_kwargs: dict | None = None, tune: bool = True,
                 tune_every_draw: bool = False) -> list[dict]:
     """One row per (budget, seed, protocol): {"labels_per_class", "seed", "protocol", "acc", "params"}.
@@ -143,25 +142,13 @@ def label_sweep(method: Any, train: Any, test: Any, budgets: Iterable[int | None
         features["method"] = (extract_features(method, train, upto), extract_features(method, test, upto))
     if "random_init" in protocols:
         features["random_init"] = random_init_features(method, train, test, upto=upto)
-    rows = []
-    for budget in budgets:
-        chosen = None
-        for seed in seeds:
-            index = draw_budget(train.labels, budget, seed)
-            drawn = {name: (x[index], xt) for name, (x, xt) in features.items()}
-            accs, choices = evaluate_protocols(method, train.subset(index), test, protocols, upto, freeze_upto, seed,
-                                               drawn, finetune_kwargs, tune, chosen)
-            if not tune_every_draw:
-                chosen = chosen or {name: c["params"] for name, c in choices.items()}
-            rows += [{"labels_per_class": "all" if budget is None else budget, "seed": seed, "protocol": p, "acc": a,
-                      "params": choices.get(p, {}).get("params", {})} for p, a in accs.items()]
-    return rows
 
+    def evaluate_draw(budget: int | None, seed: int, chosen: dict | None) -> tuple[list[dict], dict | None]:
+        index = draw_budget(train.labels, budget, seed)
+        drawn = {name: (x[index], xt) for name, (x, xt) in features.items()}
+        accs, choices = evaluate_protocols(method, train.subset(index), test, protocols, upto, freeze_upto, seed,
+                                           drawn, finetune_kwargs, tune, chosen)
+        params = {name: c["params"] for name, c in choices.items()}
+        return budget_rows(budget, seed, accs, params), None if tune_every_draw else params
 
-def summarize(rows: list[dict], keys: tuple[str, ...] = ("protocol", "labels_per_class")) -> list[dict]:
-    """Mean and sample standard deviation of `acc` over seeds, one row per distinct `keys`."""
-    groups: dict[tuple, list[float]] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r["acc"])
-    return [dict(zip(keys, k)) | {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-                                  "n": len(v)} for k, v in groups.items()]
+    return sweep(budgets, seeds, evaluate_draw)

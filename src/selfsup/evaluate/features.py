@@ -1,16 +1,16 @@
 """Frozen features from a method's encoder, over a whole data object, in eval mode."""
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
+from selfsup.data.base import DataSource
+from selfsup.methods.base import Method
 from selfsup.utils import move_to
 
 
 @torch.no_grad()
-def extract_features(method: Any, data: Any, upto: str | None = None, batch_size: int = 512,
+def extract_features(method: Method, data: DataSource, upto: str | None = None, batch_size: int = 512,
                      device: torch.device | str | None = None) -> Tensor:
     """(N, D) float features of every item of `data`, via `method.features(data.batch(idx), upto)`."""
     device = torch.device(device) if device is not None else next(method.parameters()).device

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.data.base import Batch, DataSource
+from selfsup.methods.base import Method, build_method
 from selfsup.nets.base import freeze_upto as freeze_blocks
 from selfsup.nets.base import set_frozen_eval
 from selfsup.utils import move_to
@@ -30,7 +32,7 @@ from selfsup.views.geometry import random_shift_flip
 class Classifier(nn.Module):
     """An encoder (partly frozen) followed by a new linear head, fed the way the method feeds it."""
 
-    def __init__(self, method: Any, num_classes: int, upto: str | None, freeze_upto: str | None):
+    def __init__(self, method: Method, num_classes: int, upto: str | None, freeze_upto: str | None):
         super().__init__()
         self.method_input = method.encoder_input  # bound method: how pretraining fed the encoder
         self.encoder = copy.deepcopy(method.encoder)
@@ -39,7 +41,7 @@ class Classifier(nn.Module):
         dim = self.encoder.feature_dim(upto) if upto else self.encoder.feature_dim()
         self.head = nn.Linear(dim, num_classes)
 
-    def forward(self, batch: Any) -> torch.Tensor:
+    def forward(self, batch: Batch) -> torch.Tensor:
         x = self.method_input(batch)
         features = self.encoder(x, upto=self.upto) if self.upto else self.encoder(x)
         return self.head(features)
@@ -52,7 +54,7 @@ class Classifier(nn.Module):
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data: Any, batch_size: int = 512, device: str | torch.device = "cpu") -> float:
+def accuracy(model: nn.Module, data: DataSource, batch_size: int = 512, device: str | torch.device = "cpu") -> float:
     model.eval()
     correct = 0
     for index in torch.arange(len(data)).split(batch_size):
@@ -61,17 +63,17 @@ def accuracy(model: nn.Module, data: Any, batch_size: int = 512, device: str | t
     return correct / len(data)
 
 
-def augment_labeled(batch: Any, data: Any, padding: int, generator: torch.Generator) -> Any:
+def augment_labeled(batch: Batch, data: DataSource, padding: int, generator: torch.Generator) -> Batch:
     """Shift (and flip, where the data allows) a raw image batch; other batches (text) pass unchanged."""
     if not isinstance(batch, torch.Tensor) or batch.dim() != 4 or padding < 0:
         return batch
     return random_shift_flip(batch, padding, flip=getattr(data, "hflip_keeps_label", False), generator=generator)
 
 
-def finetune(method: Any, labeled: Any, test: Any, freeze_upto: str | None = None, upto: str | None = None,
-             epochs: int = 30, min_steps: int = 300, max_steps: int = 1500, batch_size: int = 64, lr: float = 1e-3,
-             weight_decay: float = 0.0, augment: bool = True, padding: int = 2, seed: int = 0,
-             device: str | torch.device = "cpu") -> dict[str, float]:
+def finetune(method: Method, labeled: DataSource, test: DataSource, freeze_upto: str | None = None,
+             upto: str | None = None, epochs: int = 30, min_steps: int = 300, max_steps: int = 1500,
+             batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, augment: bool = True,
+             padding: int = 2, seed: int = 0, device: str | torch.device = "cpu") -> dict[str, float]:
     """Train a new linear head (and the unfrozen encoder blocks) on `labeled`; accuracy on `test`.
 
     The step budget is `epochs` over the labeled set, clamped to [`min_steps`, `max_steps`], so tiny label
@@ -107,14 +109,13 @@ def finetune(method: Any, labeled: Any, test: Any, freeze_upto: str | None = Non
             "steps": steps, "frozen": ",".join(model.frozen)}
 
 
-def fresh_copy(method: Any, seed: int = 0) -> Any:
+def fresh_copy(method: Method, seed: int = 0) -> Method:
     """The same method and architecture with freshly initialised weights."""
-    from selfsup.methods.base import build_method
     torch.manual_seed(seed)
     return build_method(method.name, method.spec, **asdict(method.config))
 
 
-def supervised_baseline(method: Any, labeled: Any, test: Any, upto: str | None = None, seed: int = 0,
+def supervised_baseline(method: Method, labeled: DataSource, test: DataSource, upto: str | None = None, seed: int = 0,
                         **kwargs: Any) -> dict[str, float]:
     """The same encoder architecture trained from random init on the same labels and budget, nothing frozen."""
     return finetune(fresh_copy(method, seed), labeled, test, freeze_upto=None, upto=upto, seed=seed, **kwargs)

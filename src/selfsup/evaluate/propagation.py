@@ -14,11 +14,15 @@ baseline copies the first frame's masks to every frame.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+if TYPE_CHECKING:  # annotations only: importing this module stays as light as it was
+    from selfsup.data.sprites import VideoData
+    from selfsup.methods.base import Method
 
 Attend = Callable[[Tensor, Tensor], Tensor]  # (reference (N, C, H, W), target (N, C, H, W)) -> (N, P_t, P_r)
 
@@ -86,7 +90,7 @@ def copy_first_frame(first_labels: Tensor, frames: int) -> Tensor:
 
 
 @torch.no_grad()
-def tracking_iou(method: Any, video: Any, reference: str = "previous", batch_size: int = 32,
+def tracking_iou(method: Method, video: VideoData, reference: str = "previous", batch_size: int = 32,
                  temperature: float | None = None) -> dict[str, float]:
     """Mean J over frames 1..T-1 of propagating `video`'s first-frame segmentation with `method.attention`,
     and the same for the copy-the-first-frame baseline. `video` is a VideoData with `segmentation`."""

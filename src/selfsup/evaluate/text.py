@@ -4,27 +4,32 @@ Protocols for a pretrained text method: a linear probe on frozen features ([CLS]
 over non-pad tokens, `pool`) and fine-tuning the whole Transformer with a new linear head (the shared
 `finetune`). Baselines on the same labels: the same Transformer trained from scratch (the shared
 `supervised_baseline`), and bag-of-words logistic regression on TF-IDF of subword counts, in torch.
-Label budgets are drawn per class and seed with `stratified_take` from the labeled pool; None = all.
+Label budgets are drawn per class and seed from the labeled pool (None = all) by the sweep every table
+shares (`selfsup.evaluate.sweep`), whose `summarize` gives the mean and sample std over seeds.
 """
 from __future__ import annotations
 
-import statistics
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from selfsup.data.splits import stratified_take
+from selfsup.data.base import DataSource
 from selfsup.evaluate.finetune import finetune, supervised_baseline
 from selfsup.evaluate.linear import linear_probe
+from selfsup.evaluate.sweep import budget_rows, draw_budget, summarize, sweep
+from selfsup.methods.base import Method
 from selfsup.text.tokenizer import NUM_SPECIAL
+
+if TYPE_CHECKING:  # an annotation only: the bag of words reads the token ids that text data holds
+    from selfsup.data.text import TextData
 
 FINETUNE_STEPS = {"epochs": 10, "min_steps": 60, "max_steps": 300, "batch_size": 32}  # affordable on 2 cores
 
 
 @torch.no_grad()
-def text_features(method: Any, data: Any, pool: str | None = None, batch_size: int = 512) -> Tensor:
+def text_features(method: Method, data: DataSource, pool: str | None = None, batch_size: int = 512) -> Tensor:
     """(N, D) frozen features of every document, pooled as `pool` ("cls", "mean", "last"; None = encoder's)."""
     was_training = method.training
     method.eval()
@@ -51,7 +56,7 @@ def tfidf(counts: Tensor, document_frequency: Tensor, num_documents: int) -> Ten
     return F.normalize(torch.log1p(counts) * idf, dim=1)
 
 
-def bag_of_words_baseline(labeled: Any, test: Any, epochs: int = 200, lr: float = 0.05,
+def bag_of_words_baseline(labeled: TextData, test: TextData, epochs: int = 200, lr: float = 0.05,
                           weight_decay: float = 1e-4, seed: int = 0) -> dict[str, float]:
     """Multinomial logistic regression on TF-IDF (IDF from the labeled documents), full-batch Adam."""
     vocab_size = labeled.spec.vocab_size
@@ -76,44 +81,41 @@ def bag_of_words_baseline(labeled: Any, test: Any, epochs: int = 200, lr: float 
 
 
 # --- label-budget sweeps ----------------------------------------------------------------------------
-def text_label_sweep(method: Any, train: Any, test: Any, budgets: Iterable[int | None] = (5, 20, None),
-                     seeds: Iterable[int] = (0, 1, 2), pools: Iterable[str] = ("cls", "mean"),
+def text_label_sweep(method: Method, train: DataSource, test: DataSource,
+                     budgets: Iterable[int | None] = (5, 20, None), seeds: Iterable[int] = (0, 1, 2),
+                     pools: Iterable[str] = ("cls", "mean"),
                      protocols: Iterable[str] = ("linear", "finetune", "scratch", "bow"),
                      finetune_kwargs: dict | None = None) -> list[dict]:
     """One row per (budget, seed, protocol): {"labels_per_class", "seed", "protocol", "acc"}.
 
     Protocols: "linear" (one row per pool, named "linear_<pool>"), "finetune" (whole encoder), and the
-    baselines "scratch" (same Transformer, random init) and "bow" (TF-IDF logistic regression).
+    baselines "scratch" (same Transformer, random init) and "bow" (TF-IDF logistic regression). Nothing
+    is tuned here, so no draw hands hyperparameters to the next.
     """
     finetune_kwargs = dict(FINETUNE_STEPS, **(finetune_kwargs or {}))
     protocols, pools = list(protocols), list(pools)
     features = {}
     if "linear" in protocols:
         features = {p: (text_features(method, train, p), text_features(method, test, p)) for p in pools}
-    rows = []
-    for budget in budgets:
-        for seed in seeds:
-            index = None if budget is None else stratified_take(
-                train.labels, per_class=budget, generator=torch.Generator().manual_seed(seed))
-            labeled = train if index is None else train.subset(index)
-            results: dict[str, float] = {}
-            for pool, (xtr, xte) in features.items():
-                xl = xtr if index is None else xtr[index]
-                results[f"linear_{pool}"] = linear_probe(xl, labeled.labels, xte, test.labels, seed=seed)["acc"]
-            if "finetune" in protocols:
-                results["finetune"] = finetune(method, labeled, test, seed=seed, **finetune_kwargs)["acc"]
-            if "scratch" in protocols:
-                results["scratch"] = supervised_baseline(method, labeled, test, seed=seed, **finetune_kwargs)["acc"]
-            if "bow" in protocols:
-                results["bow"] = bag_of_words_baseline(labeled, test, seed=seed)["acc"]
-            rows += [{"labels_per_class": budget if budget is not None else "all", "seed": seed, "protocol": name,
-                      "acc": acc} for name, acc in results.items()]
-    return rows
+
+    def evaluate_draw(budget: int | None, seed: int, chosen: None) -> tuple[list[dict], None]:
+        index = draw_budget(train.labels, budget, seed)
+        labeled = train.subset(index)
+        results: dict[str, float] = {}
+        for pool, (xtr, xte) in features.items():
+            results[f"linear_{pool}"] = linear_probe(xtr[index], labeled.labels, xte, test.labels, seed=seed)["acc"]
+        if "finetune" in protocols:
+            results["finetune"] = finetune(method, labeled, test, seed=seed, **finetune_kwargs)["acc"]
+        if "scratch" in protocols:
+            results["scratch"] = supervised_baseline(method, labeled, test, seed=seed, **finetune_kwargs)["acc"]
+        if "bow" in protocols:
+            results["bow"] = bag_of_words_baseline(labeled, test, seed=seed)["acc"]
+        return budget_rows(budget, seed, results), None
+
+    return sweep(budgets, seeds, evaluate_draw)
 
 
 def summarize_rows(rows: list[dict]) -> dict[tuple[Any, str], tuple[float, float]]:
-    """{(labels_per_class, protocol): (mean acc, population std over seeds)}."""
-    groups: dict[tuple[Any, str], list[float]] = {}
-    for r in rows:
-        groups.setdefault((r["labels_per_class"], r["protocol"]), []).append(r["acc"])
-    return {key: (statistics.fmean(v), statistics.pstdev(v)) for key, v in groups.items()}
+    """{(labels_per_class, protocol): (mean acc, sample std over seeds)}: the shared `summarize`, keyed."""
+    return {(s["labels_per_class"], s["protocol"]): (s["mean"], s["std"])
+            for s in summarize(rows, ("labels_per_class", "protocol"))}

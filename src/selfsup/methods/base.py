@@ -16,12 +16,13 @@ No Lightning, file I/O or argument parsing here. Register with `@METHODS.registe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable
 
 import torch
 from torch import Tensor, nn
 
+from selfsup.config import make_config
 from selfsup.data.base import DataSpec
 from selfsup.distributed import maybe_sync_batchnorm
 from selfsup.errors import SelfSupError
@@ -38,7 +39,7 @@ class MethodConfig:
     """Options every method shares; a method's own Config subclasses this and may change defaults."""
 
     encoder: str = "convnet"
-    encoder_kwargs: dict = None  # extra keyword arguments for the encoder, e.g. {"batch_norm": True}
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)  # extra encoder arguments, e.g. {"batch_norm": True}
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -48,7 +49,7 @@ class MethodConfig:
     warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.encoder_kwargs is None:
+        if self.encoder_kwargs is None:  # an explicit None (from Python or a config file) means "none"
             self.encoder_kwargs = {}
 
 
@@ -179,18 +180,11 @@ class TwoViewMethod(Method):
 
 
 def build_method(name: str, spec: DataSpec, **overrides: Any) -> Method:
-    """Build a registered method for data described by `spec`, overriding config fields by name."""
+    """Build a registered method for data described by `spec`, overriding config fields by name
+    (checked by `selfsup.config.make_config`, the path the CLI's `--set` takes too)."""
     cls = METHODS.get(name)
     config = make_config(cls.Config, overrides)
     if cls.modality != spec.modality:
         raise SelfSupError(f"method {name!r} works on {cls.modality} data, but the data is {spec.modality}")
     return cls(config, spec)
 
-
-def make_config(config_cls: type, overrides: dict[str, Any]) -> Any:
-    known = {f.name for f in fields(config_cls)}
-    unknown = set(overrides) - known
-    if unknown:
-        from selfsup.errors import unknown_name
-        raise unknown_name(f"option for {config_cls.__qualname__}", sorted(unknown)[0], sorted(known))
-    return config_cls(**overrides)

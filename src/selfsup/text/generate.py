@@ -61,8 +61,8 @@ def generate(method: Any, tokenizer: Any, prompt: str = "", max_new_tokens: int 
 def generate_from_run(run_dir: str, prompt: str = "", max_new_tokens: int = 60, samples: int = 3,
                       temperature: float = 0.8, seed: int = 0, top_k: int | None = 40) -> list[str]:
     """`samples` texts from a CLM run folder (its weights and `tokenizer.json`); sample i uses seed + i."""
-    from selfsup.api import load_run
     from selfsup.errors import SelfSupError
+    from selfsup.runs import load_run
     from selfsup.text.tokenizer import load_tokenizer
 
     method = load_run(run_dir)
