@@ -8,10 +8,10 @@ import torch
 
 from selfsup.data.text import TextData
 from selfsup.methods.base import build_method
-from selfsup.methods.clm import next_token_targets
 from selfsup.nets.registry import build_encoder
 from selfsup.text.generate import generate, generate_from_run, sample_next
 from selfsup.text.tokenizer import NUM_SPECIAL, SEP_ID
+from selfsup.views.text import next_token_targets
 
 TINY = {"encoder_kwargs": {"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64}}
 WORDS = "apple banana cherry dog eagle fox grape house igloo jam kite lemon moon nest owl pear".split()

@@ -9,8 +9,8 @@ from conftest import fit_batch
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import build_method
-from selfsup.methods.colorization import fit_to_size
 from selfsup.views.color import gray_to_lightness, rgb_to_lab, soft_encode
+from selfsup.views.geometry import fit_to_size
 
 SPEC = DataSpec(channels=3, height=32, width=32)
 TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}, "decoder_width": 8}

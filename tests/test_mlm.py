@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from conftest import fit_batch
 from selfsup.data.text import TextData
 from selfsup.methods.base import build_method
-from selfsup.methods.mlm import IGNORE, choose_positions, mask_tokens, masked_lm_loss
+from selfsup.losses.classification import masked_lm_loss
 from selfsup.text.tokenizer import CLS_ID, MASK_ID, NUM_SPECIAL, PAD_ID, SEP_ID
+from selfsup.views.text import IGNORE, choose_positions, mask_tokens
 
 TINY = {"encoder_kwargs": {"dim": 32, "layers": 1, "heads": 2, "ffn_dim": 64}}
 WORDS = "apple banana cherry dog eagle fox grape house igloo jam kite lemon moon nest owl pear".split()

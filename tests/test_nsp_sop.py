@@ -7,9 +7,8 @@ import torch
 from conftest import fit_batch
 from selfsup.data.text import TextData
 from selfsup.methods.base import build_method
-from selfsup.methods.nsp import build_pairs, nsp_pairs
-from selfsup.methods.sop import sop_pairs
 from selfsup.text.tokenizer import CLS_ID, SEP_ID
+from selfsup.views.text import build_pairs, nsp_pairs, sop_pairs
 
 TINY = {"encoder_kwargs": {"dim": 32, "layers": 1, "heads": 2, "ffn_dim": 64}}
 WORDS = "apple banana cherry dog eagle fox grape house igloo jam kite lemon moon nest owl pear".split()

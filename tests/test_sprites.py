@@ -80,6 +80,15 @@ def test_colour_clips_are_intensity_times_distinct_object_colours() -> None:
             assert torch.equal(color.clips[n].permute(0, 2, 3, 1)[pixels].float(), expected)
 
 
+def test_the_spec_of_colour_clips_names_their_palette() -> None:
+    images, labels = tiny_images()
+    gray = make_sprite_clips(images, labels, 3, frames=3, canvas=16, sprite_size=8)
+    color = make_sprite_clips(images, labels, 3, frames=3, canvas=16, sprite_size=8, colors=True)
+    assert gray.spec.palette == ()
+    assert torch.equal(torch.tensor(color.spec.palette), PALETTE)
+    assert color.subset(torch.tensor([0, 2])).spec.palette == color.spec.palette
+
+
 def test_subset_keeps_ground_truth_aligned() -> None:
     images, labels = tiny_images()
     v = make_sprite_clips(images, labels, 6, frames=3, canvas=16, sprite_size=8)

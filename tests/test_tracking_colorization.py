@@ -3,11 +3,14 @@ references, the loss as written in the paper, grey-only input, downstream featur
 parameters, and training that lowers the loss."""
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict
 
 import pytest
 import torch
 
+from selfsup.data.base import DataSpec
 from selfsup.data.sprites import PALETTE, make_sprite_clips
 from selfsup.errors import SelfSupError
 from selfsup.evaluate.finetune import Classifier
@@ -32,7 +35,7 @@ def test_quantize_colors_exact_classes() -> None:
     frames[0, :, 0, 1] = torch.tensor([0.0, 0.9, 0.9])  # cyan -> class 5
     frames[0, :, 1, 0] = torch.tensor([0.05, 0.05, 0.0])  # darker than the threshold -> background 0
     frames[0, :, 1, 1] = torch.tensor([0.8, 0.1, 0.7])  # nearest hue is magenta -> class 6
-    assert quantize_colors(frames, (2, 2)).tolist() == [[1, 5, 0, 6]]
+    assert quantize_colors(frames, (2, 2), PALETTE).tolist() == [[1, 5, 0, 6]]
     assert torch.equal(PALETTE[4], torch.tensor([0.0, 1.0, 1.0]))
 
 
@@ -136,6 +139,21 @@ def test_old_checkpoints_with_the_untrained_block_still_load() -> None:
     other = build_method("tracking-colorization", clips.spec, **TINY)
     other.load_state_dict(state)
     assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), method.state_dict().values()))
+
+
+def test_the_palette_comes_with_the_spec_and_run_records_without_it_still_load() -> None:
+    clips = colour_clips()
+    method = build_method("tracking-colorization", clips.spec, **TINY)
+    assert torch.equal(method.palette, PALETTE) and method.num_colors == 1 + len(PALETTE)
+    record = json.loads(json.dumps(asdict(clips.spec)))  # as a run folder's config.json keeps the spec
+    assert torch.equal(build_method("tracking-colorization", DataSpec(**record), **TINY).palette, PALETTE)
+    del record["palette"]  # a run saved before the spec named the palette
+    old = build_method("tracking-colorization", DataSpec(**record), **TINY)
+    old.load_state_dict(method.state_dict())
+    batch = clips.batch(torch.arange(4))
+    assert torch.equal(old.features(batch), method.features(batch))
+    with pytest.raises(SelfSupError, match="palette"):
+        old.loss(batch)
 
 
 def test_refuses_an_encoder_without_feature_maps() -> None:

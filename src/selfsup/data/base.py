@@ -18,7 +18,9 @@ class DataSpec:
     """What a method needs to know about its input to build itself.
 
     Image data fills channels/height/width; video data also `frames`; text data `vocab_size` and
-    `seq_len`. `num_classes` is the number of downstream classes when labels exist (else 0).
+    `seq_len`. `num_classes` is the number of downstream classes when labels exist (else 0). `palette`
+    lists the RGB colours in [0, 1] that objects are drawn in, when the source has a fixed set (the
+    coloured sprites); methods that classify colours (tracking-colorization) read it from here.
     """
 
     modality: str = "image"
@@ -31,6 +33,7 @@ class DataSpec:
     num_classes: int = 0
     size: int = 0  # number of items in the training data (e.g. MoCo scales its queue to it); 0 = unknown
     extra: dict = field(default_factory=dict)
+    palette: tuple[tuple[float, float, float], ...] = ()  # empty: no fixed palette (and in runs saved before it)
 
 
 @runtime_checkable

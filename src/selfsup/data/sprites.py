@@ -61,7 +61,9 @@ class VideoData:
     @property
     def spec(self) -> DataSpec:
         _, t, c, h, w = self.clips.shape
-        return DataSpec("video", channels=c, height=h, width=w, frames=t, num_classes=len(self.classes))
+        palette = () if self.object_colors is None else tuple(tuple(rgb) for rgb in PALETTE.tolist())
+        return DataSpec("video", channels=c, height=h, width=w, frames=t, num_classes=len(self.classes),
+                        palette=palette)
 
     def subset(self, index: Tensor, name: str | None = None) -> "VideoData":
         def take(x: Tensor | None) -> Tensor | None:

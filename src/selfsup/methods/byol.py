@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.data.base import DataSpec
-from selfsup.methods.base import METHODS, TwoViewConfig, TwoViewMethod
+from selfsup.methods.base import METHODS
+from selfsup.methods.base.two_view import TwoViewConfig, TwoViewMethod
 from selfsup.nets import mlp
 from selfsup.nets.momentum import cosine_tau, ema_update, frozen_copy
 from selfsup.views.augment import byol_views

@@ -16,42 +16,24 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.data.base import DataSpec
-from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.methods.mlm import IGNORE, build_text_encoder, single_text
-from selfsup.text.tokenizer import PAD_ID
+from selfsup.methods.base import METHODS
+from selfsup.methods.base.text import TextConfig, TextMethod
+from selfsup.views.text import IGNORE, next_token_targets, single_text, token_input
 
 
 @dataclass
-class CLMConfig(MethodConfig):
-    encoder: str = "text_decoder"
-    optimizer: str = "adamw"
-    lr: float = 1e-3  # GPT: 2.5e-4 for a 117M-parameter model
-    weight_decay: float = 0.01  # GPT
-    warmup_epochs: float = 1.0  # GPT warms up for 2k steps
-
-
-def next_token_targets(input_ids: Tensor) -> Tensor:
-    """Target at position t is the token at t+1; padding is ignored. Shape (N, L-1)."""
-    targets = input_ids[:, 1:]
-    return targets.masked_fill(targets == PAD_ID, IGNORE)
+class CLMConfig(TextConfig):
+    encoder: str = "text_decoder"  # causal: no position sees the ones after it
 
 
 @METHODS.register("clm")
-class CLM(Method):
+class CLM(TextMethod):
     name = "clm"
-    modality = "text"
     Config = CLMConfig
-    default_data = "fortunes"
-    default_epochs = 20  # ~2k steps of 64 x 64 tokens
-    default_batch_size = 64
 
     def __init__(self, config: CLMConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = build_text_encoder(config, spec)
         self.lm_bias = torch.nn.Parameter(torch.zeros(spec.vocab_size))
-
-    def encoder_input(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        return single_text(batch)
 
     def logits(self, x: dict[str, Tensor]) -> Tensor:
         """Next-token logits (N, L, V) at every position; tied to the token embeddings."""
@@ -72,7 +54,7 @@ class CLM(Method):
     def examples(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """Per document (first 8): its perplexity under the model."""
         input_ids = batch["input_ids"][:8]
-        logits = self.logits({"input_ids": input_ids, "attention_mask": input_ids != PAD_ID})[:, :-1]
+        logits = self.logits(token_input(input_ids))[:, :-1]
         targets = next_token_targets(input_ids)
         nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
         real = (targets != IGNORE).float()

@@ -24,16 +24,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
+from selfsup.losses.classification import soft_cross_entropy
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets import build_encoder
+from selfsup.nets.base import spatial_maps
+from selfsup.nets.decoders import color_decoder
 from selfsup.views.basic import to_float
 from selfsup.views.color import (ab_grid, annealed_mean, encode_ab, gaussian_kernel, lab_to_rgb, lightness,
-                                 rebalancing_weights, rgb_to_lab, smoothed_prior, subsample, upsample_like)
+                                 rebalancing_weights, require_colour, rgb_to_lab, smoothed_prior, subsample,
+                                 subsampled_size, upsample_like)
+from selfsup.views.geometry import fit_to_size
 
 
 @dataclass
@@ -48,45 +51,9 @@ class ColorizationConfig(MethodConfig):
     lr: float = 1e-3  # Adam; the paper used 3e-5 with a much longer schedule
 
 
-def spatial_maps(encoder: nn.Module, x: Tensor) -> Tensor:
-    """The last block's feature map (N, C, h, w) of a block encoder, before its pooling."""
-    for block in encoder.blocks.values():
-        x = block(x)
-    return x
-
-
-def fit_to_size(x: Tensor, height: int, width: int) -> Tensor:
-    """Centre-pad with zeros (black L, neutral ab) or centre-crop (N, C, H, W) to (height, width)."""
-    dh, dw = height - x.shape[-2], width - x.shape[-1]
-    if dh == 0 and dw == 0:
-        return x
-    # F.pad with negative amounts crops, so one call handles both directions on each axis.
-    return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
-
-
 def lightness_input(batch: Tensor, spec: DataSpec) -> Tensor:
     """Raw images (colour or gray) -> L / 100 in [0, 1], (N, 1, H, W), at the pretraining size."""
     return fit_to_size(lightness(to_float(batch)) / 100, spec.height, spec.width)
-
-
-def color_decoder(in_channels: int, width: int, classes: int, size: tuple[int, int]) -> nn.Sequential:
-    """Feature map -> per-pixel class logits at `size`: conv, bilinear upsampling, conv, 1x1 classifier."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-        nn.Upsample(size=size, mode="bilinear", align_corners=False),
-        nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-        nn.Conv2d(width, classes, 1))
-
-
-def require_colour(spec: DataSpec, method: str) -> None:
-    if spec.channels != 3:
-        raise SelfSupError(f"{method} learns from colour images, but the data has {spec.channels} channel(s); "
-                           f"pretrain on 'photos' or a folder of colour images (channels=3)")
-
-
-def output_size(spec: DataSpec, stride: int) -> tuple[int, int]:
-    """The size of `subsample(x, stride)`: ceil(H / stride) by ceil(W / stride)."""
-    return (-(-spec.height // stride), -(-spec.width // stride))
 
 
 @METHODS.register("colorization")
@@ -99,8 +66,8 @@ class Colorization(Method):
 
     def __init__(self, config: ColorizationConfig, spec: DataSpec):
         super().__init__(config, spec)
-        require_colour(spec, self.name)
-        self.encoder = build_encoder(config.encoder, in_channels=1, image_size=spec.height, **config.encoder_kwargs)
+        require_colour(spec.channels, self.name)
+        self.encoder = self.configured_encoder(in_channels=1)  # it sees lightness only
         self.register_buffer("centres", ab_grid(config.grid_size))  # (Q, 2) ab bin centres
         # Online prior (hard counts), float64 so that millions of counts stay exact.
         self.register_buffer("bin_counts", torch.zeros(len(self.centres), dtype=torch.float64))
@@ -110,7 +77,7 @@ class Colorization(Method):
             channels = spatial_maps(self.encoder.eval(), torch.zeros(2, 1, spec.height, spec.width)).shape[1]
         self.encoder.train()
         self.decoder = color_decoder(channels, config.decoder_width, len(self.centres),
-                                     output_size(spec, config.output_stride))
+                                     subsampled_size(spec.height, spec.width, config.output_stride))
 
     # --- views and targets --------------------------------------------------------------------
     def encoder_input(self, batch: Tensor) -> Tensor:
@@ -144,7 +111,7 @@ class Colorization(Method):
         if self.training:
             self.count_bins(nearest)
         logits = self.predict(fit_to_size(lab[:, :1] / 100, self.spec.height, self.spec.width))
-        cross_entropy = -(targets * F.log_softmax(logits, dim=1)).sum(1)  # (N, h, w)
+        cross_entropy = soft_cross_entropy(logits, targets)  # (N, h, w)
         loss = (self.pixel_weights(nearest) * cross_entropy).mean()
         accuracy = (logits.argmax(1) == nearest).float().mean()
         return loss, {"pretext_acc": accuracy, "unweighted_ce": cross_entropy.mean().detach()}

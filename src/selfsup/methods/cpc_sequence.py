@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from selfsup.data.base import DataSpec
 from selfsup.losses.contrastive import info_nce
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.methods.temporal_order import first_frame_if_clip
 from selfsup.views import to_float
+from selfsup.views.frames import first_frame_if_clip
 
 
 @dataclass

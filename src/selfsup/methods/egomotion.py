@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from selfsup.data.base import DataSpec
 from selfsup.methods.base import METHODS, Method, MethodConfig
 from selfsup.views import to_float
+from selfsup.views.frames import first_frame_if_clip
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Egomotion(Method):
         """Images pass through; a pair batch (dict or (N, 2, C, H, W)) gives its before-views."""
         if isinstance(batch, dict):
             batch = batch["frames"]
-        return to_float(batch[:, 0] if batch.dim() == 5 else batch)
+        return to_float(first_frame_if_clip(batch))
 
     def embed(self, images: Tensor) -> Tensor:
         return self.project(self.encoder(images))

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
+from selfsup.losses.classification import cross_entropy_and_accuracy
 from selfsup.methods.base import METHODS, Method, MethodConfig
 from selfsup.nets.tiles import TileEncoder
 from selfsup.views.basic import to_float
@@ -161,9 +162,8 @@ class Jigsaw(Method):
 
     def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         _, puzzle, labels = self.make_puzzles(to_float(batch))
-        logits = self.classify(puzzle)
-        accuracy = (logits.argmax(1) == labels).float().mean()
-        return F.cross_entropy(logits, labels), {"pretext_acc": accuracy}
+        loss, accuracy = cross_entropy_and_accuracy(self.classify(puzzle), labels)
+        return loss, {"pretext_acc": accuracy}
 
     @torch.no_grad()
     def examples(self, batch: Tensor) -> dict[str, Tensor]:

@@ -7,18 +7,12 @@ used: single-token masking as in BERT.
 """
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
 from selfsup.methods.base import METHODS
-from selfsup.methods.mlm_nsp import MLMNSP
-from selfsup.methods.sop import sop_pairs
+from selfsup.methods.base.text import MaskedSentencePairMethod
+from selfsup.views.text import sop_pairs
 
 
 @METHODS.register("mlm-sop")
-class MLMSOP(MLMNSP):
+class MLMSOP(MaskedSentencePairMethod):
     name = "mlm-sop"
-
-    def make_pairs(self, batch: dict[str, Tensor],
-                   generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
-        return sop_pairs(batch["segments"], batch["segment_lengths"], generator)
+    pair_task = staticmethod(sop_pairs)

@@ -44,7 +44,8 @@ from torch import Tensor, nn
 from selfsup.data.base import DataSpec
 from selfsup.distributed import batch_shuffle, batch_unshuffle, gather, is_distributed
 from selfsup.errors import SelfSupError
-from selfsup.methods.base import METHODS, TwoViewConfig, TwoViewMethod
+from selfsup.methods.base import METHODS
+from selfsup.methods.base.two_view import TwoViewConfig, TwoViewMethod
 from selfsup.nets.momentum import ema_update, frozen_copy
 from selfsup.nets.split_batchnorm import batchnorm_splits, has_split_batchnorm, shuffle_groups, use_split_batchnorm
 from selfsup.views.augment import view_preset

@@ -15,11 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
+from selfsup.losses.classification import cross_entropy_and_accuracy
 from selfsup.methods.base import METHODS, Method, MethodConfig
 from selfsup.nets.tiles import TileEncoder
 from selfsup.views.basic import to_float
@@ -82,9 +82,8 @@ class PatchLocation(Method):
 
     def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         centre, neighbour, labels = self.make_pairs(to_float(batch))
-        logits = self.classify(centre, neighbour)
-        accuracy = (logits.argmax(1) == labels).float().mean()
-        return F.cross_entropy(logits, labels), {"pretext_acc": accuracy}
+        loss, accuracy = cross_entropy_and_accuracy(self.classify(centre, neighbour), labels)
+        return loss, {"pretext_acc": accuracy}
 
     @torch.no_grad()
     def examples(self, batch: Tensor) -> dict[str, Tensor]:

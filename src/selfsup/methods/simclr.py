@@ -29,7 +29,8 @@ from selfsup.data.base import DataSpec
 from selfsup.errors import unknown_name
 from selfsup.distributed import gather_with_grad, is_distributed, rank
 from selfsup.losses.contrastive import nt_xent
-from selfsup.methods.base import METHODS, TwoViewConfig, TwoViewMethod
+from selfsup.methods.base import METHODS
+from selfsup.methods.base.two_view import TwoViewConfig, TwoViewMethod
 from selfsup.nets import mlp
 from selfsup.views.augment import view_preset
 

@@ -9,29 +9,12 @@ batch is in order; ALBERT's parameter sharing and factorised embeddings are not 
 """
 from __future__ import annotations
 
-import torch
-from torch import Tensor
-
 from selfsup.methods.base import METHODS
-from selfsup.methods.nsp import NSP, build_pairs, half_positive
-
-
-def sop_pairs(segments: Tensor, lengths: Tensor,
-              generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
-    """(A, B) for label 1 and (B, A) for label 0, A and B consecutive segments of the same document."""
-    in_order = half_positive(len(segments), segments.device, generator)
-    keep = in_order[:, None]
-    first = torch.where(keep, segments[:, 0], segments[:, 1])
-    second = torch.where(keep, segments[:, 1], segments[:, 0])
-    first_len = torch.where(in_order, lengths[:, 0], lengths[:, 1])
-    second_len = torch.where(in_order, lengths[:, 1], lengths[:, 0])
-    return build_pairs(first, first_len, second, second_len), in_order.long()
+from selfsup.methods.base.text import SentencePairMethod
+from selfsup.views.text import sop_pairs
 
 
 @METHODS.register("sop")
-class SOP(NSP):
+class SOP(SentencePairMethod):
     name = "sop"
-
-    def make_pairs(self, batch: dict[str, Tensor],
-                   generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
-        return sop_pairs(batch["segments"], batch["segment_lengths"], generator)
+    pair_task = staticmethod(sop_pairs)  # in order: (A, B); swapped: (B, A)

@@ -25,12 +25,15 @@ from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
+from selfsup.losses.classification import soft_cross_entropy
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.methods.colorization import color_decoder, fit_to_size, output_size, require_colour, spatial_maps
-from selfsup.nets import BlockEncoder, build_encoder
+from selfsup.nets import BlockEncoder
+from selfsup.nets.base import spatial_maps
+from selfsup.nets.decoders import color_decoder
 from selfsup.views.basic import to_float
-from selfsup.views.color import (ab_grid, annealed_mean, encode_ab, gray_to_lightness, lab_to_rgb, rgb_to_lab,
-                                 subsample, upsample_like)
+from selfsup.views.color import (ab_grid, annealed_mean, encode_ab, gray_to_lightness, lab_to_rgb, require_colour,
+                                 rgb_to_lab, subsample, subsampled_size, upsample_like)
+from selfsup.views.geometry import fit_to_size
 
 AB_SCALE = 110.0  # ab / 110 puts the sRGB gamut's ab roughly in [-1, 1]
 
@@ -141,15 +144,14 @@ class SplitBrain(Method):
 
     def __init__(self, config: SplitBrainConfig, spec: DataSpec):
         super().__init__(config, spec)
-        require_colour(spec, self.name)
-        l_half = build_encoder(config.encoder, in_channels=1, image_size=spec.height, **config.encoder_kwargs)
-        ab_half = build_encoder(config.encoder, in_channels=2, image_size=spec.height, **config.encoder_kwargs)
+        require_colour(spec.channels, self.name)
+        l_half, ab_half = self.configured_encoder(in_channels=1), self.configured_encoder(in_channels=2)
         self.encoder = SplitBrainEncoder(l_half, ab_half)
         self.register_buffer("centres", ab_grid(config.grid_size))  # (Q, 2) ab bin centres
         width = 100.0 / config.lightness_bins
         self.register_buffer("lightness_centres", (torch.arange(config.lightness_bins) + 0.5)[:, None] * width)
         last = self.encoder.block_names[-1]
-        size = output_size(spec, config.output_stride)
+        size = subsampled_size(spec.height, spec.width, config.output_stride)
         l_channels = self.encoder.l_channels[last]
         ab_channels = l_half_channels(ab_half)[last]
         self.l_to_ab = color_decoder(l_channels, config.decoder_width, len(self.centres), size)
@@ -172,7 +174,7 @@ class SplitBrain(Method):
         ab_targets, nearest_ab = encode_ab(sampled[:, 1:] * AB_SCALE, self.centres, self.config.neighbours,
                                            self.config.sigma)
         l_targets = lightness_targets(sampled[:, 0] * 100, self.config.lightness_bins)
-        ab_loss = -(ab_targets * F.log_softmax(ab_logits, dim=1)).sum(1).mean()
+        ab_loss = soft_cross_entropy(ab_logits, ab_targets).mean()
         l_loss = F.cross_entropy(l_logits, l_targets)
         return ab_loss + l_loss, {
             "ab_loss": ab_loss.detach(), "l_loss": l_loss.detach(),

@@ -29,23 +29,24 @@ Deviations:
   low-resolution one, so its input has the downstream image's size; `encoder_input` gives it the same
   down-and-up view of downstream images, so evaluation matches pretraining;
 - x2 downsampling by 2x2 averaging (paper: bicubic, x4); the generator, decoder and discriminator
-  are small (see the inpainting module's ImageDecoder and Discriminator; paper: 16 residual blocks, VGG-style D);
+  are small (`nets.decoders.ImageDecoder`, `nets.heads.Discriminator`; paper: 16 residual blocks, VGG-style D);
 - Adam at lr 1e-3 with default betas (paper: 1e-4, beta1 0.9, 10^5 + 10^5 steps).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
-from selfsup.errors import SelfSupError, unknown_name
-from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.methods.inpainting import (Discriminator, ImageDecoder, discriminator_loss, fooling_loss,
-                                        player_parameters)
+from selfsup.errors import SelfSupError
+from selfsup.losses.adversarial import fooling_loss
+from selfsup.methods.base import METHODS, MethodConfig
+from selfsup.methods.base.adversarial import AdversarialMethod
+from selfsup.nets.decoders import ImageDecoder
+from selfsup.nets.heads import Discriminator
 from selfsup.views.basic import to_float
 
 
@@ -90,10 +91,9 @@ class SuperResolutionConfig(MethodConfig):
 
 
 @METHODS.register("super-resolution")
-class SuperResolution(Method):
+class SuperResolution(AdversarialMethod):
     name = "super-resolution"
     Config = SuperResolutionConfig
-    phases = ("discriminator", "generator")
     default_epochs = 6  # 28 s CPU per 20k-image epoch, both phases: ~2-3 min
 
     def __init__(self, config: SuperResolutionConfig, spec: DataSpec):
@@ -120,19 +120,9 @@ class SuperResolution(Method):
         coarse = self.low_resolution_view(images)
         return coarse, coarse + self.decoder(self.encoder(coarse))
 
-    def phase_parameters(self, phase: str) -> Iterable[nn.Parameter]:
-        return player_parameters(self, phase)
-
-    def phase_loss(self, batch: Tensor, phase: str) -> tuple[Tensor, dict[str, Tensor]]:
-        images = to_float(batch)
-        if phase == "discriminator":
-            with torch.no_grad():  # no graph through the generator on the discriminator's turn
-                _, output = self.upscale(images)
-            loss = discriminator_loss(self.discriminator, images, output)
-            return loss, {"d_loss": loss.detach()}
-        if phase == "generator":
-            return self.generator_loss(images)
-        raise unknown_name("phase", phase, list(self.phases))
+    def fakes(self, images: Tensor) -> Tensor:
+        """What the discriminator judges: the super-resolved images."""
+        return self.upscale(images)[1]
 
     def generator_loss(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         _, output = self.upscale(images)
@@ -142,11 +132,6 @@ class SuperResolution(Method):
         adversarial = fooling_loss(self.discriminator, output)
         loss = c.mse_weight * mse + c.content_weight * content + c.adversarial_weight * adversarial
         return loss, {"mse": mse.detach(), "content_loss": content.detach(), "adv_loss": adversarial.detach()}
-
-    def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The generator's objective (the part that trains the encoder); trainers that know `phases`
-        call `phase_loss` instead, so that the discriminator learns too."""
-        return self.generator_loss(to_float(batch))
 
     @torch.no_grad()
     def examples(self, batch: Tensor) -> dict[str, Tensor]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
+from selfsup.losses.classification import cross_entropy_and_accuracy
 from selfsup.methods.base import METHODS, Method, MethodConfig
 from selfsup.views import to_float
+from selfsup.views.frames import first_frame_if_clip
 
 
 @dataclass
@@ -76,11 +77,6 @@ def order_tuples(clips: Tensor, positive_fraction: float = 0.25, generator: torc
     return tuples, positive.long(), index
 
 
-def first_frame_if_clip(batch: Tensor) -> Tensor:
-    """Video methods are evaluated frame by frame: a clip batch (N, T, C, H, W) gives its first frames."""
-    return batch[:, 0] if batch.dim() == 5 else batch
-
-
 @METHODS.register("temporal-order")
 class TemporalOrder(Method):
     name = "temporal-order"
@@ -109,9 +105,8 @@ class TemporalOrder(Method):
     def loss(self, batch: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         tuples, labels, _ = order_tuples(to_float(batch), self.config.positive_fraction,
                                          motion_weighting=self.config.motion_weighting)
-        logits = self.logits(tuples)
-        loss = F.cross_entropy(logits, labels)
-        return loss, {"pretext_acc": (logits.argmax(1) == labels).float().mean()}
+        loss, accuracy = cross_entropy_and_accuracy(self.logits(tuples), labels)
+        return loss, {"pretext_acc": accuracy}
 
     @torch.no_grad()
     def examples(self, batch: Tensor) -> dict[str, Tensor]:

@@ -12,10 +12,10 @@ blocks the embedding reads (the ConvNet's conv1 and conv2, so features are conv2
 would get no gradient from the colourisation loss and hand downstream untrained, random features.
 
 Deviations: sprite clips whose objects each have one palette colour, so colour is quantised to the
-nearest of the 6 palette hues + black (the paper: 16 k-means clusters of Lab ab); grey input is the
-exact intensity (max over RGB); one reference frame 1..`max_gap` frames earlier (the paper: three
-previous frames); the per-pixel embedding is a hypercolumn of the convnet's first two blocks at 1/4
-resolution (the paper: ResNet-18 + 3D convs at 1/8 resolution); Adam 1e-3.
+nearest of the 6 palette hues (the data's `spec.palette`) + black (the paper: 16 k-means clusters of
+Lab ab); grey input is the exact intensity (max over RGB); one reference frame 1..`max_gap` frames
+earlier (the paper: three previous frames); the per-pixel embedding is a hypercolumn of the convnet's
+first two blocks at 1/4 resolution (the paper: ResNet-18 + 3D convs at 1/8 resolution); Adam 1e-3.
 """
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
-from selfsup.data.sprites import PALETTE
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import METHODS, Method, MethodConfig
-from selfsup.nets import BlockEncoder, build_encoder
+from selfsup.nets import BlockEncoder
 from selfsup.views import to_float
+from selfsup.views.frames import first_frame_if_clip
 
 
 @dataclass
@@ -61,9 +61,8 @@ def to_gray(frames: Tensor) -> Tensor:
     return frames.amax(dim=-3, keepdim=True) if frames.shape[-3] == 3 else frames
 
 
-def quantize_colors(frames: Tensor, size: tuple[int, int], palette: Tensor = PALETTE,
-                    dark_threshold: float = 0.1) -> Tensor:
-    """(N, h*w) colour class per feature cell: 0 for dark cells, else 1 + nearest palette hue.
+def quantize_colors(frames: Tensor, size: tuple[int, int], palette: Tensor, dark_threshold: float = 0.1) -> Tensor:
+    """(N, h*w) colour class per feature cell: 0 for dark cells, else 1 + nearest hue of `palette` (K, 3).
 
     Cells are area-averaged to `size`; hue is the colour divided by its max component (brightness free).
     """
@@ -112,8 +111,7 @@ class TrackingColorization(Method):
 
     def __init__(self, config: TrackingColorizationConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = trained_blocks_only(build_encoder(config.encoder, in_channels=1, image_size=spec.height,
-                                                         **config.encoder_kwargs))
+        self.encoder = trained_blocks_only(self.configured_encoder(in_channels=1))
         self.hypercolumn_blocks = self.encoder.block_names  # every block the encoder keeps
         maps = self._block_outputs(torch.zeros(1, 1, spec.height, spec.width))
         if any(m.dim() != 4 for m in maps):
@@ -122,13 +120,14 @@ class TrackingColorization(Method):
                                f"encoder='convnet'")
         channels = sum(m.shape[1] for m in maps)
         self.embed = nn.Conv2d(channels, config.embed_dim, kernel_size=1)
-        self.num_colors = 1 + len(PALETTE)
+        # The colours objects are drawn in come with the data (the sprite source's palette), not from here.
+        self.palette = torch.tensor(spec.palette, dtype=torch.float32).view(-1, 3)
+        self.num_colors = 1 + len(self.palette)
         self.register_load_state_dict_pre_hook(_drop_untrained_blocks)
 
     def encoder_input(self, batch: Tensor) -> Tensor:
         """Downstream the encoder sees grey frames: the first frame of a clip batch, or grey images."""
-        images = batch[:, 0] if batch.dim() == 5 else batch
-        return to_gray(to_float(images))
+        return to_gray(to_float(first_frame_if_clip(batch)))
 
     def _block_outputs(self, gray: Tensor) -> list[Tensor]:
         outputs, x = [], gray
@@ -152,14 +151,17 @@ class TrackingColorization(Method):
     def colorize(self, clips: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """For one (reference, target) pair per clip: predicted colour distribution (N, P, colours),
         true target colour classes (N, P), the reference and target frames (N, C, H, W)."""
+        if not len(self.palette):
+            raise SelfSupError("tracking-colorization learns from clips drawn in a fixed palette, and this data's "
+                               "spec names none: pretrain on 'sprites-color'")
         n = len(clips)
         r, t = reference_and_target(clips.shape[1], n, self.config.max_gap, clips.device)
         rows = torch.arange(n, device=clips.device)
         reference, target = clips[rows, r], clips[rows, t]
         reference_emb, target_emb = self.embeddings(reference), self.embeddings(target)
         size = tuple(target_emb.shape[-2:])
-        reference_classes = quantize_colors(reference, size, dark_threshold=self.config.dark_threshold)
-        target_classes = quantize_colors(target, size, dark_threshold=self.config.dark_threshold)
+        reference_classes = quantize_colors(reference, size, self.palette, self.config.dark_threshold)
+        target_classes = quantize_colors(target, size, self.palette, self.config.dark_threshold)
         attention = pointer_attention(target_emb, reference_emb, self.config.temperature)
         return copy_colors(attention, reference_classes, self.num_colors), target_classes, reference, target
 
@@ -178,7 +180,7 @@ class TrackingColorization(Method):
         clips = to_float(batch[:8])
         predicted, truth, reference, target = self.colorize(clips)
         h = w = int(predicted.shape[1] ** 0.5)
-        palette = torch.cat([torch.zeros(1, 3), PALETTE]).to(clips.device)
+        palette = torch.cat([torch.zeros(1, 3), self.palette]).to(clips.device)
         render = lambda classes: F.interpolate(palette[classes].view(len(clips), h, w, 3).permute(0, 3, 1, 2),
                                                size=clips.shape[-2:], mode="nearest")
         attention = self.attention(reference, target)

@@ -97,3 +97,14 @@ def set_frozen_eval(encoder: nn.Module) -> None:
             params = list(module.parameters())
             if params and not any(p.requires_grad for p in params):
                 module.eval()
+
+
+def spatial_maps(encoder: nn.Module, x: Tensor) -> Tensor:
+    """The last block's feature map (N, C, h, w) of a block encoder, before its pooling.
+
+    Unlike `BlockEncoder.feature_map` it leaves the input's memory layout alone, as the dense-prediction
+    methods (colorization, split-brain) were trained, so that their numbers reproduce.
+    """
+    for block in encoder.blocks.values():
+        x = block(x)
+    return x

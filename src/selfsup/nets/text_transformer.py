@@ -134,3 +134,8 @@ def text_encoder(vocab_size: int, seq_len: int, pool: str = "cls", **kwargs) -> 
 def text_decoder(vocab_size: int, seq_len: int, pool: str = "mean", **kwargs) -> TextTransformer:
     """Causal decoder; [CLS] sees only itself under the causal mask, so features default to the mean."""
     return TextTransformer(vocab_size, seq_len, causal=True, pool=pool, **kwargs)
+
+
+def build_text_encoder(name: str, vocab_size: int, seq_len: int, **kwargs) -> TextTransformer:
+    """The registered text encoder `name` ("text_encoder" or "text_decoder") for this vocabulary and length."""
+    return ENCODERS.get(name)(vocab_size=vocab_size, seq_len=seq_len, **kwargs)

@@ -8,12 +8,16 @@
 - `smoothed_prior` / `rebalancing_weights`: the class-rebalancing weights w ∝ ((1-λ)p̃ + λ/Q)^-1 with
   E_p̃[w] = 1, λ = 0.5.
 - `annealed_mean`: decoding of a predicted distribution at temperature T (0.38 in the paper).
+- `subsample` / `subsampled_size` / `upsample_like`: the 1/4-resolution grid that predictions live on;
+  `require_colour`: the check that colour methods run on colour data.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from selfsup.errors import SelfSupError
 
 # sRGB primaries with the D65 white point (IEC 61966-2-1), linear RGB -> XYZ.
 RGB_TO_XYZ = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
@@ -160,5 +164,17 @@ def subsample(x: Tensor, stride: int) -> Tensor:
     return x[..., ::stride, ::stride]
 
 
+def subsampled_size(height: int, width: int, stride: int) -> tuple[int, int]:
+    """The size of `subsample(x, stride)` for (height, width) images: ceil(H / stride) by ceil(W / stride)."""
+    return (-(-height // stride), -(-width // stride))
+
+
 def upsample_like(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def require_colour(channels: int, method: str) -> None:
+    """Refuse data of other than 3 channels for a method that learns from colour."""
+    if channels != 3:
+        raise SelfSupError(f"{method} learns from colour images, but the data has {channels} channel(s); "
+                           f"pretrain on 'photos' or a folder of colour images (channels=3)")

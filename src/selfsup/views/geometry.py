@@ -89,3 +89,12 @@ def random_shift_flip(images: Tensor, padding: int = 2, flip: bool = True,
     batch = torch.arange(n, device=device)[:, None, None]
     out = padded[batch, :, rows.to(device)[:, :, None], cols.to(device)[:, None, :]]  # (N, H, W, C)
     return out.permute(0, 3, 1, 2).contiguous()
+
+
+def fit_to_size(x: Tensor, height: int, width: int) -> Tensor:
+    """Centre-pad with zeros (black L, neutral ab) or centre-crop (N, C, H, W) to (height, width)."""
+    dh, dw = height - x.shape[-2], width - x.shape[-1]
+    if dh == 0 and dw == 0:
+        return x
+    # F.pad with negative amounts crops, so one call handles both directions on each axis.
+    return F.pad(x, (dw // 2, dw - dw // 2, dh // 2, dh - dh // 2))
