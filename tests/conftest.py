@@ -1,12 +1,62 @@
-"""Shared fixtures: small synthetic image data with real structure (tests never download anything)."""
+"""Shared fixtures and tiny test data (tests never download anything).
+
+Everything a test needs to build a method small lives here once: the specs of the tiny data, the tiny
+options of every registered method (`TINY_OPTIONS`), and a tiny stand-in for each method's default dataset
+(`tiny_stand_in`), which the contract test over the registry (test_contract.py) and the per-method tests share.
+"""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 import pytest
 
-from selfsup.data.base import ImageData
+from selfsup.data.base import DataSpec, ImageData
+from selfsup.data.egomotion import EgomotionData, make_egomotion_pairs
+from selfsup.data.sprites import VideoData, make_sprite_clips
+from selfsup.data.text import TextData
+from selfsup.methods import jigsaw
+
+# --- tiny specs ------------------------------------------------------------------------------------------
+GRAY_SPEC = DataSpec("image", channels=1, height=28, width=28)
+COLOUR_SPEC = DataSpec("image", channels=3, height=32, width=32)
+CLIP_SPEC = DataSpec("video", 1, 16, 16, frames=5)
+
+# --- tiny options: the smallest nets that still run every part of a method ---------------------------------
+TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}}
+TINY_BN = {"encoder_kwargs": {"widths": (8, 8, 8), "batch_norm": True}}  # the contrastive methods' BatchNorm
+TINY_TEXT = {"encoder_kwargs": {"dim": 32, "layers": 1, "heads": 2, "ffn_dim": 64}}
+TINY_GAN = TINY | {"decoder_width": 16, "discriminator_width": 8}
+TINY_OPTIONS: dict[str, dict] = {
+    "byol": TINY_BN | {"hidden_dim": 16, "projection_dim": 8},
+    "clm": {"encoder_kwargs": {"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64}},  # 2 layers: look-ahead can leak
+    "colorization": TINY | {"decoder_width": 8},
+    "cpc": {"encoder_kwargs": {"widths": (4, 4, 8)}, "context_dim": 8},
+    "cpc-sequence": TINY | {"code_dim": 8, "context_dim": 8, "steps": 2},
+    "egomotion": TINY | {"embed_dim": 8},
+    "egomotion-invariant": TINY | {"embed_dim": 8},
+    "inpainting": TINY_GAN,
+    "jigsaw": TINY | {"permutations": 10},
+    "mae": {"encoder_kwargs": {"dim": 32, "depth": 2, "heads": 2}, "decoder_dim": 32, "decoder_depth": 1,
+            "decoder_heads": 2},
+    "mlm": TINY_TEXT,
+    "mlm-nsp": TINY_TEXT,
+    "mlm-sop": TINY_TEXT,
+    "mocov1": TINY_BN | {"dim": 4, "queue_size": 8},
+    "mocov2": TINY_BN | {"dim": 4, "queue_size": 8},
+    "nsp": TINY_TEXT,
+    "patch-location": TINY,
+    "rotation": TINY,
+    "simclr": TINY_BN,
+    "simsiam": TINY_BN | {"projection_dim": 16, "predictor_dim": 4},
+    "sop": TINY_TEXT,
+    "split-brain": TINY | {"decoder_width": 8},
+    "super-resolution": TINY_GAN,
+    "temporal-order": TINY,
+    "tracking-colorization": TINY | {"embed_dim": 8},
+}
 
 
+# --- tiny data -----------------------------------------------------------------------------------------------
 def synthetic_images(n: int = 512, classes: int = 4, size: int = 28, seed: int = 0) -> ImageData:
     """Class c is a bright bar at an orientation/position of its own plus noise: learnable, not rotation-symmetric."""
     g = torch.Generator().manual_seed(seed)
@@ -22,6 +72,61 @@ def synthetic_images(n: int = 512, classes: int = 4, size: int = 28, seed: int =
     return ImageData(images, labels, [f"class{c}" for c in range(classes)], name="synthetic")
 
 
+def noise_images(n: int) -> torch.Tensor:
+    """uint8 (n, 1, 28, 28) uniform noise, the same for the same n: a raw batch of GRAY_SPEC images."""
+    return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+
+
+def smooth_colour_images(n: int, seed: int = 0) -> torch.Tensor:
+    """uint8 (n, 3, 32, 32) images of smoothly varying colours (bilinear upsampling of 4x4 random colours)."""
+    base = torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(seed))
+    return (F.interpolate(base, size=(32, 32), mode="bilinear", align_corners=False) * 255).round().to(torch.uint8)
+
+
+WORDS = "apple banana cherry dog eagle fox grape house igloo jam kite lemon moon nest owl pear".split()
+
+
+def tiny_text(n: int = 24, seed: int = 0) -> TextData:
+    """`n` documents of 6 to 19 random words, labelled even/odd by position, with their own tiny tokenizer."""
+    g = torch.Generator().manual_seed(seed)
+    texts = [" ".join(WORDS[i] for i in torch.randint(0, len(WORDS), (int(k),), generator=g).tolist())
+             for k in torch.randint(6, 20, (n,), generator=g)]
+    return TextData.from_texts(texts, [i % 2 for i in range(n)], ["even", "odd"], seq_len=24, vocab_size=60)
+
+
+def sprite_clips(n: int = 4, seed: int = 0, frames: int = 4, colors: bool = True) -> VideoData:
+    """`n` clips of two 8x8 sprites moving on a 16x16 canvas (coloured unless `colors` is False)."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
+    images[:, :, 1:7, 1:7] = torch.randint(100, 256, (6, 1, 6, 6), generator=g, dtype=torch.uint8)
+    return make_sprite_clips(images, torch.arange(6) % 2, n, frames=frames, canvas=16, sprite_size=8, colors=colors,
+                             seed=seed)
+
+
+def egomotion_pairs(num_pairs: int = 300, **kwargs) -> EgomotionData:
+    """Before/after view pairs of a camera moving over mosaics of 20 noise tiles."""
+    return make_egomotion_pairs(noise_images(20), torch.arange(20) % 4, num_pairs, canvases=10, grid=3, **kwargs)
+
+
+# A tiny stand-in for each method's default dataset (`Method.default_data`): the same kind of data, batch and spec.
+TINY_STAND_INS = {
+    "fashion-mnist": lambda: synthetic_images(16),
+    "photos": lambda: ImageData(smooth_colour_images(16), name="smooth colours"),
+    "fortunes": tiny_text,
+    "sprites": lambda: sprite_clips(8, frames=6, colors=False),
+    "sprites-color": lambda: sprite_clips(8),
+    "egomotion": lambda: egomotion_pairs(16),
+}
+
+
+def tiny_stand_in(dataset: str):
+    """Tiny data of the kind `dataset` holds; a method with a new default dataset needs an entry above."""
+    if dataset not in TINY_STAND_INS:
+        raise KeyError(f"no tiny stand-in for dataset {dataset!r}: add one to TINY_STAND_INS in tests/conftest.py")
+    return TINY_STAND_INS[dataset]()
+
+
+# --- fixtures and helpers ------------------------------------------------------------------------------------
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
     """Tests use tiny tensors: a second intra-op thread gains nothing and, when the machine is busy,
@@ -37,7 +142,11 @@ def tiny_data() -> ImageData:
     return synthetic_images()
 
 
-TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}}
+@pytest.fixture
+def cache_in_tmp(tmp_path_factory, monkeypatch):
+    """Jigsaw's permutation sets go to one folder of the test session, never to the user's cache
+    (one folder for all tests, so the 9! search runs once per permutation-set size)."""
+    monkeypatch.setattr(jigsaw, "CACHE_DIR", tmp_path_factory.getbasetemp() / "selfsup-cache")
 
 
 def fit_batch(method, batch, steps: int, lr: float) -> tuple[list[float], dict]:

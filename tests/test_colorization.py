@@ -5,33 +5,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import fit_batch
+from conftest import COLOUR_SPEC as SPEC, TINY_OPTIONS, fit_batch, smooth_colour_images
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import build_method
 from selfsup.views.color import gray_to_lightness, rgb_to_lab, soft_encode
 from selfsup.views.geometry import fit_to_size
 
-SPEC = DataSpec(channels=3, height=32, width=32)
-TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}, "decoder_width": 8}
+TINY = TINY_OPTIONS["colorization"]
 
 
-def smooth_colour_images(n: int, seed: int = 0) -> torch.Tensor:
-    """uint8 (n, 3, 32, 32) images of smoothly varying colours (bilinear upsampling of 4x4 random colours)."""
-    base = torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(seed))
-    return (F.interpolate(base, size=(32, 32), mode="bilinear", align_corners=False) * 255).round().to(torch.uint8)
-
-
-def test_builds_and_one_step_trains_encoder_and_decoder_and_counts_the_prior():
+def test_training_counts_the_prior_and_evaluation_does_not():
     torch.manual_seed(0)
     method = build_method("colorization", SPEC, **TINY)
     batch = smooth_colour_images(6)
-    loss, metrics = method.loss(batch)
-    loss.backward()
-    method.after_step(0.5)
-    assert torch.isfinite(loss) and 0.0 <= float(metrics["pretext_acc"]) <= 1.0
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.encoder.parameters())
-    assert method.decoder[-1].weight.grad.abs().sum() > 0
+    method.loss(batch)
     assert method.bin_counts.sum().item() == 6 * 8 * 8  # one hard count per output pixel (1/4 resolution)
     method.eval()
     method.loss(batch)

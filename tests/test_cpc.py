@@ -5,19 +5,14 @@ import math
 import pytest
 import torch
 
-from selfsup.data.base import DataSpec
+from conftest import GRAY_SPEC as SPEC, TINY_OPTIONS, noise_images
 from selfsup.errors import SelfSupError
 from selfsup.methods import cpc as cpc_module
 from selfsup.methods.base import build_method
 from selfsup.methods.cpc import RowContext, future_pairs
 from selfsup.nets import freeze_upto
 
-SPEC = DataSpec("image", channels=1, height=28, width=28)
-TINY = {"encoder_kwargs": {"widths": (4, 4, 8)}, "context_dim": 8}
-
-
-def _batch(n: int = 4) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+TINY = TINY_OPTIONS["cpc"]
 
 
 def test_patches_are_the_overlapping_grid_in_row_major_order() -> None:
@@ -75,7 +70,7 @@ def test_predicted_targets_share_no_pixel_row_with_the_context(overrides, monkey
         return future_pairs(prediction, z, k)
 
     monkeypatch.setattr(cpc_module, "future_pairs", recording_pairs)
-    _, metrics = method.loss(_batch(2))
+    _, metrics = method.loss(noise_images(2))
     assert scored and set(metrics) == {"pretext_acc"} | {f"acc_k{k}" for k in scored}
     pixel_rows = _pixel_rows_of_grid_rows(method)
     g = len(pixel_rows)
@@ -106,7 +101,7 @@ def test_loss_is_info_nce_over_all_patches_at_each_offset() -> None:
     torch.manual_seed(0)
     method = build_method("cpc", SPEC, prediction_steps=3, **TINY)
     assert method.offsets == (2, 3)
-    x = _batch(2)
+    x = noise_images(2)
     loss, metrics = method.loss(x)
     with torch.no_grad():
         z = method.encoder.patch_features(x.float() / 255).permute(0, 3, 1, 2)
@@ -141,7 +136,7 @@ def test_one_step_and_loss_decreases_on_a_tiny_batch() -> None:
     torch.manual_seed(0)
     method = build_method("cpc", SPEC)  # default widths: the tiny ones start with near-zero scores
     # Vertical stripes: the patches below are predictable from the rows above (unlike in pure noise).
-    x = _batch(4)[:, :, :1].expand(4, 1, 28, 28).contiguous()
+    x = noise_images(4)[:, :, :1].expand(4, 1, 28, 28).contiguous()
     opt = torch.optim.Adam(method.trainable_parameters(), lr=3e-3)
     losses = []
     for step in range(20):

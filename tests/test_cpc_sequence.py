@@ -7,12 +7,11 @@ import math
 import pytest
 import torch
 
-from selfsup.data.base import DataSpec
+from conftest import CLIP_SPEC as SPEC, TINY_OPTIONS
 from selfsup.methods.base import build_method
 from selfsup.methods.cpc_sequence import future_pairs
 
-TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}, "code_dim": 8, "context_dim": 8, "steps": 2}
-SPEC = DataSpec("video", 1, 16, 16, frames=5)
+TINY = TINY_OPTIONS["cpc-sequence"]
 
 
 def clips(n: int = 4, t: int = 5, seed: int = 0) -> torch.Tensor:
@@ -68,7 +67,7 @@ def test_loss_matches_plain_reference() -> None:
     assert 0 <= float(metrics["pretext_acc"]) <= 1
 
 
-def test_build_loss_backward_after_step_and_training_lowers_the_loss() -> None:
+def test_training_lowers_the_loss() -> None:
     torch.manual_seed(0)
     method = build_method("cpc-sequence", SPEC, **TINY)
     batch = clips(4)
@@ -78,14 +77,10 @@ def test_build_loss_backward_after_step_and_training_lowers_the_loss() -> None:
         loss, _ = method.loss(batch)
         opt.zero_grad()
         loss.backward()
-        if step == 0:
-            assert all(p.grad is not None for p in method.encoder.parameters())
-            assert all(p.grad.abs().sum() > 0 for p in method.predictors.parameters())
         opt.step()
         method.after_step(step / 60)
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
-    assert method.features(batch).shape == (4, method.feature_dim)
     assert method.examples(batch)["frame_0"].shape == (4, 1, 16, 16)
 
 

@@ -16,14 +16,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from selfsup.data.base import DataSpec
+from conftest import GRAY_SPEC as SPEC
 from selfsup.distributed import gather_with_grad, rank, world_size
 from selfsup.methods.base import build_method
 
 WORLD = 2
 GLOBAL_BATCH = 8
-SPEC = DataSpec("image", channels=1, height=28, width=28)
-TINY = {"encoder_kwargs": {"widths": (4, 4, 4), "batch_norm": False}}
+TINY = {"encoder_kwargs": {"widths": (4, 4, 4), "batch_norm": False}}  # no BatchNorm: see the docstring
 
 
 def _strip_batchnorm(module: nn.Module) -> nn.Module:

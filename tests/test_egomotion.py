@@ -7,20 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selfsup.data.egomotion import MOTIONS, make_egomotion_pairs, mosaics, motion_centres
+from conftest import TINY_OPTIONS, egomotion_pairs as pairs
+from selfsup.data.egomotion import MOTIONS, mosaics, motion_centres
 from selfsup.methods.base import build_method
 from selfsup.methods.egomotion import equivariance_loss
 
-TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}, "embed_dim": 8}
-
-
-def tiles(n: int = 20) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (n, 1, 28, 28), dtype=torch.uint8, generator=g)
-
-
-def pairs(**kwargs):
-    return make_egomotion_pairs(tiles(), torch.arange(20) % 4, 300, canvases=10, grid=3, **kwargs)
+TINY = TINY_OPTIONS["egomotion"]
 
 
 def test_mosaic_places_tiles_in_row_major_order() -> None:
@@ -106,7 +98,7 @@ def test_loss_matches_plain_reference() -> None:
     assert equivariance_loss(z, z_moved, motion, maps, margin=2.0).item() == pytest.approx(total / 4, rel=1e-5)
 
 
-def test_build_loss_backward_after_step_and_training_lowers_the_loss() -> None:
+def test_training_lowers_the_loss_and_features_come_from_the_first_view() -> None:
     torch.manual_seed(0)
     data = pairs()
     method = build_method("egomotion", data.spec, **TINY)
@@ -114,18 +106,13 @@ def test_build_loss_backward_after_step_and_training_lowers_the_loss() -> None:
     opt = torch.optim.Adam(method.trainable_parameters(), lr=3e-3)
     losses = []
     for step in range(30):
-        loss, metrics = method.loss(batch)
+        loss, _ = method.loss(batch)
         opt.zero_grad()
         loss.backward()
-        if step == 0:
-            assert method.maps.grad is not None and method.maps.grad.abs().sum() > 0
-            assert all(p.grad is not None for p in method.encoder.parameters())
         opt.step()
         method.after_step(step / 30)
         losses.append(loss.item())
     assert losses[-1] < 0.7 * losses[0]
-    assert 0 <= float(metrics["retrieval_acc"]) <= 1
-    assert method.features(batch).shape == (32, method.feature_dim)
     assert torch.equal(method.features(batch), method.features(batch["frames"][:, 0]))
     assert method.examples(batch)["before"].shape == (8, 1, 28, 28)
 

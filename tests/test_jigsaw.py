@@ -4,19 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import fit_batch
+from conftest import TINY, fit_batch
 from selfsup.data.base import DataSpec
 from selfsup.methods import jigsaw
 from selfsup.methods.base import build_method
 from selfsup.views.patches import crop_patches, jigsaw_positions, normalize_each
 
-TINY = {"widths": (8, 8, 8)}
-
-
-@pytest.fixture(autouse=True)
-def cache_in_tmp(tmp_path_factory, monkeypatch):
-    # one cache folder for the whole file, so the 9! search runs once per permutation-set size
-    monkeypatch.setattr(jigsaw, "CACHE_DIR", tmp_path_factory.getbasetemp() / "selfsup-cache")
+pytestmark = pytest.mark.usefixtures("cache_in_tmp")
 
 
 def reference_greedy(items: int, size: int, first: int) -> list[tuple[int, ...]]:
@@ -92,24 +86,16 @@ def test_per_tile_normalisation():
     assert torch.allclose(out.std(dim=(-2, -1), unbiased=False), torch.ones(2, 9, 3), atol=1e-3)
 
 
-def test_build_loss_backward_examples():
-    spec = DataSpec("image", 1, 28, 28)
-    method = build_method("jigsaw", spec, permutations=10, encoder_kwargs=TINY)
-    batch = torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8)
-    loss, metrics = method.loss(batch)
-    loss.backward()
-    method.after_step(0.5)
-    assert loss.item() > 0 and 0 <= float(metrics["pretext_acc"]) <= 1
-    assert all(p.grad is not None for p in method.encoder.parameters())
-    assert method.features(batch).shape == (6, method.feature_dim)
-    ex = method.examples(batch)
+def test_examples_show_the_shuffled_solved_and_true_puzzle():
+    method = build_method("jigsaw", DataSpec("image", 1, 28, 28), permutations=10, **TINY)
+    ex = method.examples(torch.randint(0, 256, (6, 1, 28, 28), dtype=torch.uint8))
     assert ex["shuffled"].shape == ex["solved"].shape == ex["true"].shape == (6, 1, 24, 24)
-    assert ex["shuffled"].min() >= 0 and ex["shuffled"].max() <= 1 and ex["predicted_permutation"].shape == (6,)
+    assert ex["predicted_permutation"].shape == (6,)
 
 
 def test_loss_decreases_on_a_tiny_batch():
     torch.manual_seed(0)
-    method = build_method("jigsaw", DataSpec("image", 1, 28, 28), permutations=4, encoder_kwargs=TINY)
+    method = build_method("jigsaw", DataSpec("image", 1, 28, 28), permutations=4, **TINY)
     yy, xx = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
     # distinct blobs per image: a puzzle that can be memorised
     centres = torch.randint(4, 24, (16, 3, 2))

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import fit_batch
+from conftest import COLOUR_SPEC as SPEC, TINY_OPTIONS, fit_batch, smooth_colour_images
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import build_method
@@ -13,27 +13,15 @@ from selfsup.methods.split_brain import lightness_targets
 from selfsup.nets import freeze_upto
 from selfsup.views.color import gray_to_lightness, rgb_to_lab, soft_encode
 
-SPEC = DataSpec(channels=3, height=32, width=32)
-TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}, "decoder_width": 8}
+TINY = TINY_OPTIONS["split-brain"]
 
 
-def smooth_colour_images(n: int, seed: int = 0) -> torch.Tensor:
-    base = torch.rand(n, 3, 4, 4, generator=torch.Generator().manual_seed(seed))
-    return (F.interpolate(base, size=(32, 32), mode="bilinear", align_corners=False) * 255).round().to(torch.uint8)
-
-
-def test_builds_and_one_step_trains_both_halves():
+def test_loss_is_the_sum_of_both_halves_losses():
     torch.manual_seed(0)
     method = build_method("split-brain", SPEC, **TINY)
     loss, metrics = method.loss(smooth_colour_images(4))
-    loss.backward()
-    method.after_step(0.5)
-    assert torch.isfinite(loss)
     assert set(metrics) == {"ab_loss", "l_loss", "ab_acc", "l_acc"}
     assert loss.item() == pytest.approx(float(metrics["ab_loss"] + metrics["l_loss"]), rel=1e-6)
-    l_half, ab_half = method.encoder.halves
-    for half in (l_half, ab_half):
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in half.parameters())
 
 
 def test_needs_colour_data():

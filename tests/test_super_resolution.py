@@ -4,14 +4,14 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import GRAY_SPEC as SPEC, TINY_OPTIONS
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods import super_resolution
 from selfsup.methods.base import build_method
 from selfsup.methods.super_resolution import downsample
 
-TINY = dict(encoder_kwargs={"widths": (8, 8, 8)}, decoder_width=16, discriminator_width=8)
-SPEC = DataSpec("image", 1, 28, 28)
+TINY = TINY_OPTIONS["super-resolution"]
 
 
 def test_downsample_averages_each_2x2_block():
@@ -98,17 +98,14 @@ def test_generator_loss_is_mse_plus_content_plus_weighted_adversarial(overrides)
     assert loss.item() == pytest.approx((w_mse * mse + w_content * content + w_adv * adversarial).item(), rel=1e-5)
 
 
-def test_build_loss_backward_examples():
+def test_loss_reports_its_terms_and_examples_show_low_and_high_resolution():
     method = build_method("super-resolution", SPEC)  # the default sizes
     batch = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
     loss, metrics = method.loss(batch)
-    loss.backward()
-    method.after_step(0.5)
     assert loss.item() > 0 and set(metrics) == {"mse", "content_loss", "adv_loss"}
-    assert method.features(batch).shape == (4, method.feature_dim)
     ex = method.examples(batch)
     assert ex["low_res"].shape == ex["upscaled"].shape == ex["true"].shape == (4, 1, 28, 28)
-    assert ex["upscaled"].min() >= 0 and ex["upscaled"].max() <= 1 and ex["mse"].shape == (4,)
+    assert ex["mse"].shape == (4,)
     assert torch.equal(ex["low_res"][:, :, ::2, ::2], ex["low_res"][:, :, 1::2, 1::2])  # 2x2 blocks repeat
 
 

@@ -6,12 +6,11 @@ import math
 import pytest
 import torch
 
+from conftest import TINY_TEXT as TINY
 from selfsup.data.text import TextData
 from selfsup.evaluate.text import (bag_of_words_baseline, summarize_rows, text_features, text_label_sweep, tfidf,
                                    token_counts)
 from selfsup.methods.base import build_method
-
-TINY = {"encoder_kwargs": {"dim": 16, "layers": 1, "heads": 2, "ffn_dim": 32}}
 
 
 def two_topics(n: int = 40) -> TextData:

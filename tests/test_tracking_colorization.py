@@ -10,23 +10,16 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from conftest import TINY_OPTIONS, sprite_clips as colour_clips
 from selfsup.data.base import DataSpec
-from selfsup.data.sprites import PALETTE, make_sprite_clips
+from selfsup.data.sprites import PALETTE
 from selfsup.errors import SelfSupError
 from selfsup.evaluate.finetune import Classifier
 from selfsup.methods.base import build_method
 from selfsup.methods.tracking_colorization import (copy_colors, pointer_attention, quantize_colors,
                                                    reference_and_target, to_gray)
 
-TINY = {"encoder_kwargs": {"widths": (8, 8, 8)}, "embed_dim": 8}
-
-
-def colour_clips(n: int = 4, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.zeros(6, 1, 8, 8, dtype=torch.uint8)
-    images[:, :, 1:7, 1:7] = torch.randint(100, 256, (6, 1, 6, 6), generator=g, dtype=torch.uint8)
-    return make_sprite_clips(images, torch.arange(6) % 2, n, frames=4, canvas=16, sprite_size=8, colors=True,
-                             seed=seed)
+TINY = TINY_OPTIONS["tracking-colorization"]
 
 
 def test_quantize_colors_exact_classes() -> None:
