@@ -1,4 +1,4 @@
-"""The method contract (methods/base.py), checked for every registered method on tiny data of its kind.
+"""The method contract (methods/base/), checked for every registered method on tiny data of its kind.
 
 One test per method follows the pipeline: build it with its tiny options (conftest.TINY_OPTIONS) for a
 tiny stand-in of its default dataset; train it as the trainer does (finite losses and metrics; the encoder
