@@ -14,7 +14,8 @@ random resized crop (0.3, 1).
 
 Deviations (28x28 grayscale, 2 CPU cores):
 - Encoder "vit_tiny" with patch size 4: the patch grid is 7x7 = 49 patches (the paper: 14x14 and 16x16 grids
-  of ViT-H/14 and ViT-H/16 at 224 and 448). On 7x7 a target block is 6 to 9 patches (e.g. 3x3, 3x2, 4x2).
+  of ViT-H/14 and ViT-H/16 at 224 and 448). On 7x7 a target block is 2x3, 3x2, 3x3, 4x2 or 4x3 patches
+  (15-20% of 49 is 7 to 9 patches; the reference's rounding of height and width gives 6 to 12).
 - A context keeps at least 4 patches (`min_context`; the reference: 10 of 196); an image whose blocks leave
   fewer draws them again (the reference relaxes the constraint instead, letting the context overlap targets).
 - The class token of our ViT rides along in the context and target encoders (I-JEPA's ViT has none) so
