@@ -126,7 +126,7 @@ WORLD, GLOBAL_BATCH = 2, 8
 
 def _no_batchnorm_method() -> nn.Module:
     """BatchNorm statistics per process differ from whole-batch ones by design; strip them to compare."""
-    method = tiny_mocov3()
+    method = tiny_mocov3(sync_bn=False)
     for head in (method.projector, method.predictor, method.momentum_projector):
         for i, layer in enumerate(head):
             if isinstance(layer, nn.BatchNorm1d):

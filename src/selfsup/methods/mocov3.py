@@ -20,7 +20,8 @@ Deviations (28x28 grayscale, 2 CPU cores):
   next forward: the same sequence of momentum encoders.
 - Fine-tuning leaves the patch projection at its random init too (the method freezes it when built), as it
   does for the random-init row.
-- BatchNorm statistics of the heads stay per process (the paper syncs them); torch has no CPU SyncBatchNorm.
+- `sync_bn` (the paper syncs BatchNorm across its GPUs) converts the heads' BatchNorm when multi-process on
+  GPUs; torch has no CPU SyncBatchNorm, so on CPU statistics stay per process.
 """
 from __future__ import annotations
 
@@ -55,6 +56,7 @@ class MoCoV3Config(TwoViewConfig):
     hidden_dim: int = 512  # the paper: 4096
     projection_dim: int = 128  # the paper: 256
     freeze_patch_projection: bool = True  # the paper's stability trick: a random, fixed patch projection
+    sync_bn: bool = True
 
 
 def freeze_patch_projection(encoder: ViT) -> None:
@@ -67,8 +69,10 @@ def freeze_patch_projection(encoder: ViT) -> None:
 class MoCoV3(TwoViewMethod):
     name = "mocov3"
     Config = MoCoV3Config
-    default_epochs = 5  # every step encodes 4 full 49-patch views (2 with gradient): several MAE steps each
+    # Not timed here: a step runs the ViT on all 49 patches of 4 views (2 with gradient); MAE's encoder sees 12.
+    default_epochs = 5
     view_names = ("query_view", "key_view")
+    sync_bn_modules = ("projector", "predictor", "momentum_projector")
 
     def __init__(self, config: MoCoV3Config, spec: DataSpec):
         super().__init__(config, spec, byol_views())  # asymmetric: one augmentation per view
@@ -100,6 +104,7 @@ class MoCoV3(TwoViewMethod):
         return scaled_info_nce(query, keys, self.config.temperature, offset=rank() * len(query))
 
     def loss_from_views(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, dict[str, Tensor | float]]:
+        self.sync_batchnorm_once(view1.device)
         # One view per pass, as in the authors' code: the heads' BatchNorm normalises each view's batch alone.
         q1, q2 = self.query(view1), self.query(view2)
         k1, k2 = self.keys(view1), self.keys(view2)
