@@ -32,6 +32,8 @@ TINY_OPTIONS: dict[str, dict] = {
     "colorization": TINY | {"decoder_width": 8},
     "cpc": {"encoder_kwargs": {"widths": (4, 4, 8)}, "context_dim": 8},
     "cpc-sequence": TINY | {"code_dim": 8, "context_dim": 8, "steps": 2},
+    "dino": TINY_BN | {"hidden_dim": 16, "bottleneck_dim": 8, "out_dim": 32, "local_crops": 2,
+             "freeze_last_layer_steps": 0},
     "egomotion": TINY | {"embed_dim": 8},
     "egomotion-invariant": TINY | {"embed_dim": 8},
     "ijepa": {"encoder_kwargs": {"dim": 16, "depth": 1, "heads": 2}, "predictor_dim": 8, "predictor_depth": 1},
@@ -53,6 +55,8 @@ TINY_OPTIONS: dict[str, dict] = {
     "sop": TINY_TEXT,
     "split-brain": TINY | {"decoder_width": 8},
     "super-resolution": TINY_GAN,
+    "swav": TINY_BN | {"hidden_dim": 16, "dim": 8, "prototypes": 10, "local_crops": 2, "queue_length": 16,
+             "queue_start_steps": 0, "freeze_prototypes_steps": 0},
     "temporal-order": TINY,
     "tracking-colorization": TINY | {"embed_dim": 8},
 }

@@ -65,6 +65,15 @@ def gather(x: Tensor) -> Tensor:
 
 
 @torch.no_grad()
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """The sum of every rank's x, on every rank (in place; no gradient): the global batch's statistics
+    (DINO's centre, SwAV's Sinkhorn sums). Identity in one process."""
+    if is_distributed():
+        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x
+
+
+@torch.no_grad()
 def broadcast(x: Tensor, src: int = 0) -> Tensor:
     """Rank `src`'s tensor on every rank (in place); identity in one process."""
     if is_distributed():

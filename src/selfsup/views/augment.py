@@ -130,9 +130,10 @@ def crop_boxes(n: int, scale: tuple[float, float], ratio: tuple[float, float], l
     return torch.stack([cx, cy, w, h], dim=1)
 
 
-def resized_crop_and_flip(images: Tensor, boxes: Tensor, flip: Tensor) -> Tensor:
-    """Resample each box back to full size (bilinear), mirrored where `flip` (N,) is True."""
-    n = len(images)
+def resized_crop_and_flip(images: Tensor, boxes: Tensor, flip: Tensor, size: int | None = None) -> Tensor:
+    """Resample each box to `size` x `size` pixels (default: the input's size; bilinear), mirrored where
+    `flip` (N,) is True."""
+    n, c, height, width = images.shape
     cx, cy, w, h = boxes.unbind(1)
     sign = 1.0 - 2.0 * flip.to(images.dtype)
     theta = torch.zeros(n, 2, 3, device=images.device, dtype=images.dtype)
@@ -141,7 +142,8 @@ def resized_crop_and_flip(images: Tensor, boxes: Tensor, flip: Tensor) -> Tensor
     theta[:, 0, 2] = cx * 2 - 1
     theta[:, 1, 1] = h
     theta[:, 1, 2] = cy * 2 - 1
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    out_shape = [n, c, size, size] if size else [n, c, height, width]
+    grid = F.affine_grid(theta, out_shape, align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -241,13 +243,15 @@ def random_solarize(images: Tensor, p: float, generator: torch.Generator | None 
 
 
 # --- the pipeline -----------------------------------------------------------------------------------
-def augment(images: Tensor, config: ViewConfig, generator: torch.Generator | None = None) -> Tensor:
-    """One random view of every image: uint8 or float (N, C, H, W) -> float (N, C, H, W) in [0, 1]."""
+def augment(images: Tensor, config: ViewConfig, generator: torch.Generator | None = None,
+            size: int | None = None) -> Tensor:
+    """One random view of every image: uint8 or float (N, C, H, W) -> float (N, C, H, W) in [0, 1], or
+    (N, C, size, size) when `size` is given (multi-crop's smaller local crops)."""
     x = to_float(images)
     n = len(x)
     boxes = crop_boxes(n, config.crop_scale, config.crop_ratio, x, generator)
     flip = _coin(n, config.flip_p, x, generator)
-    x = resized_crop_and_flip(x, boxes, flip)
+    x = resized_crop_and_flip(x, boxes, flip, size)
     x = color_jitter(x, config, generator)
     x = random_grayscale(x, config.grayscale_p, generator)
     x = random_blur(x, config, generator)

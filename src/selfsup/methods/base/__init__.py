@@ -16,6 +16,8 @@ never each other (tests/test_layering.py checks it). What several methods share 
 base in a module of this package, once:
 - `two_view`: `TwoViewMethod`, two random views of each image and one loss on the pair (SimCLR, MoCo,
   BYOL, SimSiam);
+- `multi_crop`: `MultiCropMethod`, 2 global and several smaller local crops of each image, one loss over
+  them (SwAV, DINO);
 - `text`: `TextMethod` (a text Transformer that sees whole documents downstream), `SentencePairMethod`
   and `MaskedSentencePairMethod` (BERT's NSP/SOP, alone or with the masked LM on the pair input);
 - `adversarial`: `AdversarialMethod`, a generator (encoder + decoder) and a discriminator trained in turn.
