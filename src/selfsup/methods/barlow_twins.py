@@ -2,21 +2,22 @@
 
 Zbontar, Jing, Misra, LeCun & Deny, "Barlow Twins: Self-Supervised Learning via Redundancy Reduction",
 ICML 2021. Two views of every image go through a shared encoder and a wide projector (three linear layers,
-BatchNorm and ReLU between them); each embedding dimension is standardised over the batch, and the
-cross-correlation matrix C of the two views' embeddings is pushed to the identity: its diagonal to 1 (each
-dimension agrees across the views: invariance) and its off-diagonal, weighted by lambda, to 0 (dimensions
-carry no redundant information, which is what keeps the embeddings from collapsing). No negatives, no
-momentum encoder, no predictor, no stop-gradient (`selfsup.losses.redundancy`). Across processes C is that
-of the global batch: every process gathers every process's embeddings (with gradients) before standardising,
-which equals the authors' SyncBatchNorm + all_reduce of C, and one process on the whole batch.
+BatchNorm and ReLU between them; `BatchStatisticsMethod`, shared with VICReg); each embedding dimension is
+standardised over the batch, and the cross-correlation matrix C of the two views' embeddings is pushed to the
+identity: its diagonal to 1 (each dimension agrees across the views: invariance) and its off-diagonal,
+weighted by lambda, to 0 (dimensions carry no redundant information, which is what keeps the embeddings from
+collapsing). No negatives, no momentum encoder, no predictor, no stop-gradient (`selfsup.losses.redundancy`).
+Across processes C is that of the global batch: every process gathers every process's embeddings (with
+gradients) before standardising, which equals the authors' SyncBatchNorm + all_reduce of C, and one process
+on the whole batch.
 Metrics: `on_diag` (mean of C's diagonal, 1 when the views agree) and `off_diag` (RMS of the rest, 0 when
 decorrelated).
 
 Deviations (28x28 grayscale, 2 CPU cores):
 - Adam lr 1e-3 instead of LARS (lr 0.2 for weights, 0.0048 for biases and BatchNorm, x batch/256); weight
   decay 1e-6 as in the authors' code (the paper says 1.5e-6).
-- lambda 0.0051, the authors' code (the paper rounds it to 5e-3); the loss is not rescaled (the first
-  release multiplied it by 1/32 with lambda 3.9e-3 to suit LARS; Adam is indifferent to the scale).
+- lambda 0.0051, the authors' code (the paper rounds it to 5e-3); the loss is not rescaled (an earlier
+  release of the code multiplied it by a constant `--scale-loss` to suit LARS; Adam is indifferent to scale).
 - Projector 512 -> 2048 -> 2048 -> 2048 instead of 2048 -> 8192 -> 8192 -> 8192: four times the encoder's
   width, as the paper's; lambda x D / batch stays near the paper's (0.0051 x 2048 / 256 = 0.04; 0.02 there).
 - Batch 256 instead of 2048 (the paper finds Barlow Twins robust to small batches).
@@ -33,11 +34,9 @@ import torch
 from torch import Tensor
 
 from selfsup.data.base import DataSpec
-from selfsup.distributed import gather_with_grad
 from selfsup.losses.redundancy import cross_correlation, distance_to_identity, off_diagonal
 from selfsup.methods.base import METHODS
-from selfsup.methods.base.two_view import TwoViewConfig, TwoViewMethod
-from selfsup.nets import mlp
+from selfsup.methods.base.two_view import BatchStatisticsMethod, TwoViewConfig
 from selfsup.views.augment import byol_views
 
 
@@ -51,25 +50,18 @@ class BarlowTwinsConfig(TwoViewConfig):
 
 
 @METHODS.register("barlow-twins")
-class BarlowTwins(TwoViewMethod):
+class BarlowTwins(BatchStatisticsMethod):
+    """`embed` each view (encoder + projector), gather over processes, then `loss_from_embeddings`."""
+
     name = "barlow-twins"
     Config = BarlowTwinsConfig
-    sync_bn_modules = ("encoder", "projector")
 
     def __init__(self, config: BarlowTwinsConfig, spec: DataSpec):
-        super().__init__(config, spec, byol_views())  # asymmetric: one augmentation per view, as the paper's
-        width = config.projector_dim
-        # No bias on the output layer: the standardisation before C removes any shift (the authors' projector).
-        self.projector = mlp(self.encoder.feature_dim(), width, width, layers=3, last_bias=False)
+        # Asymmetric views (one augmentation per view) and the authors' projector, 3 layers of `projector_dim`.
+        super().__init__(config, spec, byol_views(), width=config.projector_dim)
 
-    def embed(self, views: Tensor) -> Tensor:
-        return self.projector(self.encoder(views))
-
-    def loss_from_views(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        self.sync_batchnorm_once(view1.device)
-        # One pass per view, as the authors': BatchNorm statistics are each view's own.
-        z1, z2 = self.embed(view1), self.embed(view2)
-        c = cross_correlation(gather_with_grad(z1), gather_with_grad(z2))  # (D, D) over the global batch
+    def loss_from_embeddings(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        c = cross_correlation(z1, z2)  # (D, D), over the global batch
         loss = distance_to_identity(c, self.config.lambd)
         c = c.detach()
         return loss, {"on_diag": torch.diagonal(c).mean(), "off_diag": off_diagonal(c).pow(2).mean().sqrt()}

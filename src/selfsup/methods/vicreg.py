@@ -2,13 +2,14 @@
 
 Bardes, Ponce & LeCun, "VICReg: Variance-Invariance-Covariance Regularization for Self-Supervised Learning",
 ICLR 2022. Two views of every image go through a shared encoder and a wide expander (three linear layers,
-BatchNorm and ReLU between them). Three terms on the two views' embeddings (`selfsup.losses.redundancy`):
-invariance, the mean squared error between them; variance, a hinge that keeps each dimension's standard
-deviation over the batch above gamma = 1 (eps 1e-4), for each view; covariance, the squared off-diagonal
-covariances divided by the dimension, for each view. Weights 25 / 25 / 1. The variance and covariance terms
-are what prevent collapse: no negatives, no momentum encoder, no stop-gradient, and unlike Barlow Twins no
-normalisation of the embeddings. Across processes the statistics are those of the global batch: every
-process gathers every process's embeddings with gradients, as the authors' FullGatherLayer does.
+BatchNorm and ReLU between them; the module `projector` of `BatchStatisticsMethod`, shared with Barlow
+Twins). Three terms on the two views' embeddings (`selfsup.losses.redundancy`): invariance, the mean squared
+error between them; variance, a hinge that keeps each dimension's standard deviation over the batch above
+gamma = 1 (eps 1e-4), for each view; covariance, the squared off-diagonal covariances divided by the
+dimension, for each view. Weights 25 / 25 / 1. The variance and covariance terms are what prevent collapse:
+no negatives, no momentum encoder, no stop-gradient, and unlike Barlow Twins no normalisation of the
+embeddings. Across processes the statistics are those of the global batch: every process gathers every
+process's embeddings with gradients, as the authors' FullGatherLayer does.
 Metrics: the three unweighted terms, `invariance`, `variance` (0 once every std reaches 1) and `covariance`.
 
 Deviations (28x28 grayscale, 2 CPU cores):
@@ -28,11 +29,9 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from selfsup.data.base import DataSpec
-from selfsup.distributed import gather_with_grad
 from selfsup.losses.redundancy import vicreg_terms
 from selfsup.methods.base import METHODS
-from selfsup.methods.base.two_view import TwoViewConfig, TwoViewMethod
-from selfsup.nets import mlp
+from selfsup.methods.base.two_view import BatchStatisticsMethod, TwoViewConfig
 from selfsup.views.augment import byol_views
 
 
@@ -48,25 +47,19 @@ class VICRegConfig(TwoViewConfig):
 
 
 @METHODS.register("vicreg")
-class VICReg(TwoViewMethod):
+class VICReg(BatchStatisticsMethod):
+    """`embed` each view (encoder + expander, the module `projector`), gather over processes, then
+    `loss_from_embeddings`."""
+
     name = "vicreg"
     Config = VICRegConfig
-    sync_bn_modules = ("encoder", "expander")
 
     def __init__(self, config: VICRegConfig, spec: DataSpec):
-        super().__init__(config, spec, byol_views())  # asymmetric: one augmentation per view, as the paper's
-        width = config.expander_dim
-        # No bias on the output layer: every term is blind to a shift shared by both views (the authors' expander).
-        self.expander = mlp(self.encoder.feature_dim(), width, width, layers=3, last_bias=False)
+        # Asymmetric views (one augmentation per view) and the authors' expander, 3 layers of `expander_dim`.
+        super().__init__(config, spec, byol_views(), width=config.expander_dim)
 
-    def embed(self, views: Tensor) -> Tensor:
-        return self.expander(self.encoder(views))
-
-    def loss_from_views(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        self.sync_batchnorm_once(view1.device)
-        # One pass per view, as the authors': BatchNorm statistics are each view's own.
-        z1, z2 = self.embed(view1), self.embed(view2)
-        invariance, variance, covariance = vicreg_terms(gather_with_grad(z1), gather_with_grad(z2))  # global batch
+    def loss_from_embeddings(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        invariance, variance, covariance = vicreg_terms(z1, z2)  # over the global batch
         c = self.config
         loss = c.sim_coeff * invariance + c.std_coeff * variance + c.cov_coeff * covariance
         return loss, {"invariance": invariance.detach(), "variance": variance.detach(),
