@@ -51,8 +51,8 @@ class BarlowTwinsConfig(TwoViewConfig):
 
 @METHODS.register("barlow-twins")
 class BarlowTwins(BatchStatisticsMethod):
-    """`embed` each view (encoder + projector), gather over processes, then `loss_from_embeddings`."""
-
+    # BatchStatisticsMethod embeds each view (encoder + projector), gathers over processes, then calls
+    # `loss_from_embeddings`.
     name = "barlow-twins"
     Config = BarlowTwinsConfig
 

@@ -48,9 +48,8 @@ class VICRegConfig(TwoViewConfig):
 
 @METHODS.register("vicreg")
 class VICReg(BatchStatisticsMethod):
-    """`embed` each view (encoder + expander, the module `projector`), gather over processes, then
-    `loss_from_embeddings`."""
-
+    # BatchStatisticsMethod embeds each view (encoder + expander, the module `projector`), gathers over
+    # processes, then calls `loss_from_embeddings`.
     name = "vicreg"
     Config = VICRegConfig
 
