@@ -4,9 +4,9 @@ Dwibedi, Aytar, Tompson, Sermanet & Zisserman, "With a Little Help from My Frien
 Contrastive Learning of Visual Representations", ICCV 2021. SimCLR with one change: the positive of a view
 is not its own embedding but its nearest neighbour in a support set Q, a queue of the embeddings of earlier
 batches, so positives are other images that the network already finds alike. Two views of every image go
-through a shared encoder and a projector (three layers, BatchNorm on each); a predictor (two layers) maps the
-second view's projection to p; the InfoNCE loss classifies, among the batch's predictions, the one made from
-the same image as the neighbour NN(z1, Q), plus the paper's symmetric term (each prediction against all
+through a shared encoder and a projector (three layers, BatchNorm on each); a predictor (two layers) maps each
+projection to a prediction p; the InfoNCE loss classifies, among the second views' predictions, the one made
+from the same image as the neighbour NN(z1, Q) of a first view, plus the paper's symmetric term (each prediction against all
 neighbours), and the same with the views swapped (`selfsup.losses.nearest_neighbour`). The neighbour is a
 stored vector and carries no gradient. After the loss the first view's normalised projections enter the
 queue. Across processes the contrast is over the global batch (predictions gathered with gradients,
