@@ -6,9 +6,9 @@ is not its own embedding but its nearest neighbour in a support set Q, a queue o
 batches, so positives are other images that the network already finds alike. Two views of every image go
 through a shared encoder and a projector (three layers, BatchNorm on each); a predictor (two layers) maps each
 projection to a prediction p; the InfoNCE loss classifies, among the second views' predictions, the one made
-from the same image as the neighbour NN(z1, Q) of a first view, plus the paper's symmetric term (each prediction against all
-neighbours), and the same with the views swapped (`selfsup.losses.nearest_neighbour`). The neighbour is a
-stored vector and carries no gradient. After the loss the first view's normalised projections enter the
+from the same image as the neighbour NN(z1, Q) of a first view, plus the paper's symmetric term (each
+prediction against all neighbours), and the same with the views swapped (`selfsup.losses.nearest_neighbour`).
+The neighbour is a stored vector and carries no gradient. After the loss the first view's normalised projections enter the
 queue. Across processes the contrast is over the global batch (predictions gathered with gradients,
 neighbours without) and the queue takes the gathered global batch, so every process holds the same support
 set. Metric: `pretext_acc`, how often a neighbour's own image has the most similar prediction.
