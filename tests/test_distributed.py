@@ -3,8 +3,9 @@
 Checked for `gather_with_grad` itself, SimCLR (loss and DDP-averaged gradients), MoCo (loss,
 gradients, and the queue after enqueueing the gathered keys, with shuffled BN's shuffle/unshuffle in the
 path), Barlow Twins (the cross-correlation) and VICReg (variance and covariance) over the global batch, and
-NNCLR (the contrast over the global batch and the support set filled with the gathered batch). BatchNorm is replaced by Identity in both runs: per-process BN statistics legitimately differ from
-whole-batch ones (SyncBatchNorm has no CPU kernel), and that is not what these tests are about.
+NNCLR (the contrast over the global batch and the support set filled with the gathered batch). BatchNorm
+is replaced by Identity in both runs: per-process BN statistics legitimately differ from whole-batch ones
+(SyncBatchNorm has no CPU kernel), and that is not what these tests are about.
 Views are precomputed from a fixed generator so both runs see the same inputs. One spawn runs all checks.
 """
 from __future__ import annotations

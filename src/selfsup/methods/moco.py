@@ -10,7 +10,8 @@ are computed on a batch shuffled across processes, so a key's BatchNorm statisti
 query's batch, which would let the model find the positive by batch statistics ("cheat"). Structure after
 the authors' builder.py: `_momentum_update_key_encoder`, `_dequeue_and_enqueue`, `_batch_shuffle_ddp`,
 `_batch_unshuffle_ddp`; the momentum, queue and shuffle steps call the shared helpers (`nets.momentum`,
-`nets.queue`, `nets.split_batchnorm`, `selfsup.distributed`), and views, `loss` and `examples` come from `TwoViewMethod`.
+`nets.queue`, `nets.split_batchnorm`, `selfsup.distributed`), and views, `loss` and `examples` come from
+`TwoViewMethod`.
 
 Deviations (28x28 grayscale, 2 CPU cores):
 - One process (`split_bn=8`; 0 = off): the authors' 8 GPUs are emulated as in their CIFAR-10 demo, BatchNorm

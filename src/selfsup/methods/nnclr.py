@@ -8,10 +8,11 @@ through a shared encoder and a projector (three layers, BatchNorm on each); a pr
 projection to a prediction p; the InfoNCE loss classifies, among the second views' predictions, the one made
 from the same image as the neighbour NN(z1, Q) of a first view, plus the paper's symmetric term (each
 prediction against all neighbours), and the same with the views swapped (`selfsup.losses.nearest_neighbour`).
-The neighbour is a stored vector and carries no gradient. After the loss the first view's normalised projections enter the
-queue. Across processes the contrast is over the global batch (predictions gathered with gradients,
-neighbours without) and the queue takes the gathered global batch, so every process holds the same support
-set. Metric: `pretext_acc`, how often a neighbour's own image has the most similar prediction.
+The neighbour is a stored vector and carries no gradient. After the loss the first view's normalised
+projections enter the queue. Across processes the contrast is over the global batch (predictions gathered
+with gradients, neighbours without) and the queue takes the gathered global batch, so every process holds
+the same support set. Metric: `pretext_acc`, how often a neighbour's own image has the most similar
+prediction.
 
 Deviations (28x28 grayscale, 2 CPU cores):
 - Adam lr 1e-3 instead of LARS (batch 4096); weight decay 1e-6 as in the paper.
