@@ -27,6 +27,7 @@ TINY_BN = {"encoder_kwargs": {"widths": (8, 8, 8), "batch_norm": True}}  # the c
 TINY_TEXT = {"encoder_kwargs": {"dim": 32, "layers": 1, "heads": 2, "ffn_dim": 64}}
 TINY_GAN = TINY | {"decoder_width": 16, "discriminator_width": 8}
 TINY_OPTIONS: dict[str, dict] = {
+    "barlow-twins": TINY_BN | {"projector_dim": 16},
     "byol": TINY_BN | {"hidden_dim": 16, "projection_dim": 8},
     "clm": {"encoder_kwargs": {"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64}},  # 2 layers: look-ahead can leak
     "colorization": TINY | {"decoder_width": 8},
@@ -47,6 +48,7 @@ TINY_OPTIONS: dict[str, dict] = {
     "mocov1": TINY_BN | {"dim": 4, "queue_size": 8},
     "mocov2": TINY_BN | {"dim": 4, "queue_size": 8},
     "mocov3": {"encoder_kwargs": {"dim": 16, "depth": 1, "heads": 2}, "hidden_dim": 16, "projection_dim": 8},
+    "nnclr": TINY_BN | {"hidden_dim": 16, "projection_dim": 8, "predictor_hidden_dim": 16, "support_size": 16},
     "nsp": TINY_TEXT,
     "patch-location": TINY,
     "rotation": TINY,
@@ -59,6 +61,7 @@ TINY_OPTIONS: dict[str, dict] = {
              "queue_start_steps": 0, "freeze_prototypes_steps": 0},
     "temporal-order": TINY,
     "tracking-colorization": TINY | {"embed_dim": 8},
+    "vicreg": TINY_BN | {"expander_dim": 16},
 }
 
 

@@ -1,9 +1,11 @@
 """Two CPU processes (gloo), each with half of a global batch, equal one process on the whole batch.
 
-Checked for `gather_with_grad` itself, SimCLR (loss and DDP-averaged gradients) and MoCo (loss,
+Checked for `gather_with_grad` itself, SimCLR (loss and DDP-averaged gradients), MoCo (loss,
 gradients, and the queue after enqueueing the gathered keys, with shuffled BN's shuffle/unshuffle in the
-path). BatchNorm is replaced by Identity in both runs: per-process BN statistics legitimately differ from
-whole-batch ones (SyncBatchNorm has no CPU kernel), and that is not what these tests are about.
+path), Barlow Twins (the cross-correlation) and VICReg (variance and covariance) over the global batch, and
+NNCLR (the contrast over the global batch and the support set filled with the gathered batch). BatchNorm
+is replaced by Identity in both runs: per-process BN statistics legitimately differ from whole-batch ones
+(SyncBatchNorm has no CPU kernel), and that is not what these tests are about.
 Views are precomputed from a fixed generator so both runs see the same inputs. One spawn runs all checks.
 """
 from __future__ import annotations
@@ -65,7 +67,12 @@ def _step(method: nn.Module, view1: torch.Tensor, view2: torch.Tensor) -> dict:
 def _run_all(shard: slice) -> dict:
     v1, v2 = _views()
     results = {"simclr": _step(_build("simclr", temperature=0.5), v1[shard], v2[shard]),
-               "mocov2": _step(_build("mocov2", dim=4, queue_size=16), v1[shard], v2[shard])}
+               "mocov2": _step(_build("mocov2", dim=4, queue_size=16), v1[shard], v2[shard]),
+               "barlow-twins": _step(_build("barlow-twins", projector_dim=8), v1[shard], v2[shard]),
+               "vicreg": _step(_build("vicreg", expander_dim=8), v1[shard], v2[shard]),
+               "nnclr": _step(_build("nnclr", hidden_dim=16, projection_dim=8, predictor_hidden_dim=16, support_size=16,
+                                     temperature=0.01),  # sharp enough for gradients well above atol
+                              v1[shard], v2[shard])}
     # gather_with_grad: rank r's x meets the same weights on every rank, so its gradient is the sum
     x = (torch.arange(3.0) + 10 * rank()).requires_grad_()
     weights = torch.arange(3.0 * world_size()) + 1
@@ -90,15 +97,16 @@ def test_two_processes_equal_one_process_on_the_global_batch(tmp_path: Path) -> 
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
     single = _run_all(slice(0, GLOBAL_BATCH))
 
-    for name in ("simclr", "mocov2"):
+    for name in ("simclr", "mocov2", "barlow-twins", "vicreg", "nnclr"):
         mean_loss = sum(r[name]["loss"] for r in ranks) / WORLD  # each rank's loss averages its own anchors
         torch.testing.assert_close(mean_loss, single[name]["loss"], atol=1e-5, rtol=1e-5)
         for param, grad in single[name]["grads"].items():
             for r in ranks:  # after all_reduce every rank holds the same averaged gradient
                 torch.testing.assert_close(r[name]["grads"][param], grad, atol=1e-5, rtol=1e-4)
-    for r in ranks:  # MoCo enqueues the keys of both processes, in rank order
-        torch.testing.assert_close(r["mocov2"]["queue"], single["mocov2"]["queue"], atol=1e-6, rtol=1e-5)
-        assert int(r["mocov2"]["queue_ptr"]) == int(single["mocov2"]["queue_ptr"]) == GLOBAL_BATCH
+    for r in ranks:  # MoCo's queue and NNCLR's support set take the keys of both processes, in rank order
+        for name in ("mocov2", "nnclr"):
+            torch.testing.assert_close(r[name]["queue"], single[name]["queue"], atol=1e-6, rtol=1e-5)
+            assert int(r[name]["queue_ptr"]) == int(single[name]["queue_ptr"]) == GLOBAL_BATCH
 
     weights = torch.arange(3.0 * WORLD) + 1
     for r, result in enumerate(ranks):

@@ -1,4 +1,4 @@
-"""Contrastive and metric-learning losses: plain typed functions, tensors in, scalar out."""
+"""Contrastive, redundancy-reduction and metric-learning losses: plain typed functions, tensors in, scalar out."""
 from selfsup.losses.contrastive import info_nce, nt_xent
 from selfsup.losses.metric import (
     batch_triplet_loss,
@@ -10,16 +10,21 @@ from selfsup.losses.metric import (
     triplet_loss,
 )
 from selfsup.losses.nce import nce_loss
+from selfsup.losses.nearest_neighbour import nnclr_loss
+from selfsup.losses.redundancy import barlow_twins_loss, vicreg_loss
 
 __all__ = [
+    "barlow_twins_loss",
     "batch_triplet_loss",
     "contrastive_loss",
     "info_nce",
     "lifted_structured_loss",
     "n_pair_loss",
     "nce_loss",
+    "nnclr_loss",
     "nt_xent",
     "pairwise_distances",
     "soft_nearest_neighbor_loss",
     "triplet_loss",
+    "vicreg_loss",
 ]

@@ -9,8 +9,9 @@ is then refreshed with this batch's keys (gathered from every process). Shufflin
 are computed on a batch shuffled across processes, so a key's BatchNorm statistics are not those of its
 query's batch, which would let the model find the positive by batch statistics ("cheat"). Structure after
 the authors' builder.py: `_momentum_update_key_encoder`, `_dequeue_and_enqueue`, `_batch_shuffle_ddp`,
-`_batch_unshuffle_ddp`; the momentum and shuffle steps call the shared helpers (`nets.momentum`,
-`nets.split_batchnorm`, `selfsup.distributed`), and views, `loss` and `examples` come from `TwoViewMethod`.
+`_batch_unshuffle_ddp`; the momentum, queue and shuffle steps call the shared helpers (`nets.momentum`,
+`nets.queue`, `nets.split_batchnorm`, `selfsup.distributed`), and views, `loss` and `examples` come from
+`TwoViewMethod`.
 
 Deviations (28x28 grayscale, 2 CPU cores):
 - One process (`split_bn=8`; 0 = off): the authors' 8 GPUs are emulated as in their CIFAR-10 demo, BatchNorm
@@ -43,10 +44,10 @@ from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
 from selfsup.distributed import batch_shuffle, batch_unshuffle, gather, is_distributed
-from selfsup.errors import SelfSupError
 from selfsup.methods.base import METHODS
 from selfsup.methods.base.two_view import TwoViewConfig, TwoViewMethod
 from selfsup.nets.momentum import ema_update, frozen_copy
+from selfsup.nets.queue import enqueue
 from selfsup.nets.split_batchnorm import batchnorm_splits, has_split_batchnorm, shuffle_groups, use_split_batchnorm
 from selfsup.views.augment import view_preset
 
@@ -124,14 +125,7 @@ class MoCo(TwoViewMethod):
     @torch.no_grad()
     def _dequeue_and_enqueue(self, keys: Tensor) -> None:
         """Write the keys of every process over the oldest entries of the queue and advance the pointer."""
-        keys = gather(keys)
-        batch_size, size = keys.shape[0], self.queue.shape[1]
-        if batch_size > size:
-            raise SelfSupError(f"MoCo queue_size {size} is smaller than the global batch {batch_size}")
-        ptr = int(self.queue_ptr)
-        slots = (ptr + torch.arange(batch_size, device=keys.device)) % size
-        self.queue[:, slots] = keys.T
-        self.queue_ptr[0] = (ptr + batch_size) % size
+        enqueue(self.queue.T, self.queue_ptr, gather(keys))  # the queue is (dim, K): write its columns
 
     @torch.no_grad()
     def _batch_shuffle_ddp(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -15,7 +15,8 @@ Method files import only this package and the shared layers (`nets`, `views`, `l
 never each other (tests/test_layering.py checks it). What several methods share as a whole is a family
 base in a module of this package, once:
 - `two_view`: `TwoViewMethod`, two random views of each image and one loss on the pair (SimCLR, MoCo,
-  BYOL, SimSiam);
+  BYOL, SimSiam, NNCLR), and `BatchStatisticsMethod`, a wide projector and a loss from statistics over the
+  global batch (Barlow Twins, VICReg);
 - `multi_crop`: `MultiCropMethod`, 2 global and several smaller local crops of each image, one loss over
   them (SwAV, DINO);
 - `text`: `TextMethod` (a text Transformer that sees whole documents downstream), `SentencePairMethod`

@@ -1,5 +1,7 @@
-"""The two-view family's shared part (SimCLR, MoCo, BYOL, SimSiam): the contrastive encoder, two random
-views of every image, `loss` -> `loss_from_views`, `examples`, and SyncBatchNorm once training starts."""
+"""The two-view family's shared part (SimCLR, MoCo, BYOL, SimSiam, Barlow Twins, VICReg, NNCLR): the
+contrastive encoder, two random views of every image, `loss` -> `loss_from_views`, `examples`, and SyncBatchNorm
+once training starts; `BatchStatisticsMethod`, the part Barlow Twins and VICReg share: a wide projector and a
+loss from statistics over the global batch of the two views' embeddings."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,8 +11,9 @@ import torch
 from torch import Tensor
 
 from selfsup.data.base import DataSpec
-from selfsup.distributed import maybe_sync_batchnorm
+from selfsup.distributed import gather_with_grad, maybe_sync_batchnorm
 from selfsup.methods.base import Method, MethodConfig
+from selfsup.nets import mlp
 from selfsup.views.augment import ViewConfig, two_views
 from selfsup.views.basic import to_float
 
@@ -29,7 +32,7 @@ class TwoViewConfig(MethodConfig):
 
 
 class TwoViewMethod(Method):
-    """Two random views of every image, one loss on the pair (SimCLR, MoCo, BYOL, SimSiam).
+    """Two random views of every image, one loss on the pair (SimCLR, MoCo, BYOL, SimSiam, NNCLR).
 
     `__init__` builds `encoder` first (so a subclass's heads draw their random init after it) and keeps
     `view_config`: one augmentation for both views, or a (first view's, second view's) pair. A subclass adds
@@ -78,3 +81,34 @@ class TwoViewMethod(Method):
         self._sync_bn_checked = True
         for name in self.sync_bn_modules:
             setattr(self, name, maybe_sync_batchnorm(getattr(self, name), device))
+
+
+class BatchStatisticsMethod(TwoViewMethod):
+    """Two views, a wide projector, and a loss from statistics over the batch of the two views' embeddings
+    (Barlow Twins' cross-correlation, VICReg's variance and covariance).
+
+    The projector is the one of both papers' code: three linear layers, BatchNorm and ReLU between them, no
+    bias on the output (these losses centre every dimension over the batch, so a bias would get no gradient).
+    A subclass implements `loss_from_embeddings(z1, z2)` on the embeddings of the global batch: every process
+    gathers every process's embeddings with gradients, so the statistics (and, after DDP averages the
+    gradients, the update) equal those of one process on the whole batch.
+    """
+
+    sync_bn_modules = ("encoder", "projector")
+
+    def __init__(self, config: MethodConfig, spec: DataSpec, view_config: ViewConfig | tuple[ViewConfig, ViewConfig],
+                 width: int):
+        super().__init__(config, spec, view_config)
+        self.projector = mlp(self.encoder.feature_dim(), width, width, layers=3, last_bias=False)
+
+    def embed(self, views: Tensor) -> Tensor:
+        return self.projector(self.encoder(views))
+
+    def loss_from_views(self, view1: Tensor, view2: Tensor) -> tuple[Tensor, dict[str, Tensor | float]]:
+        self.sync_batchnorm_once(view1.device)
+        # One pass per view, as in both papers' code: BatchNorm statistics are each view's own.
+        z1, z2 = self.embed(view1), self.embed(view2)
+        return self.loss_from_embeddings(gather_with_grad(z1), gather_with_grad(z2))
+
+    def loss_from_embeddings(self, z1: Tensor, z2: Tensor) -> tuple[Tensor, dict[str, Tensor | float]]:
+        raise NotImplementedError
