@@ -28,6 +28,7 @@ from selfsup.errors import SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS, label_sweep, summarize
 from selfsup.methods.base import METHODS, Method, build_method
 from selfsup.runs import RunFolder, load_run
+from selfsup.utils import atomic_write
 
 if TYPE_CHECKING:  # the trainer (and Lightning) is imported only when training starts
     from selfsup.train import Monitor, PretrainResult
@@ -49,8 +50,8 @@ def monitor_for(rest: DataSource, seed: int, bank_size: int = 5000, query_size: 
     here only, never trained on.
     """
     from selfsup.train import Monitor
-    if getattr(rest, "labels", None) is None:
-        return None
+    if getattr(rest, "labels", None) is None or len(torch.unique(rest.labels)) < 2:
+        return None  # no labels, or one class: a kNN accuracy would say nothing
     order = torch.randperm(len(rest), generator=torch.Generator().manual_seed(seed + 1))
     queries = order[:min(query_size, len(rest) // 5)]
     bank = order[len(queries):len(queries) + bank_size]
@@ -67,9 +68,26 @@ def run_tokenizer(run_dir: str | Path | None):
     return load_tokenizer(run_dir)
 
 
-def run_data(name: str, run_dir: str | Path | None, modality: str, channels: int = 1) -> DatasetSplits:
-    """Load dataset `name` the way run `run_dir` saw it (same tokenizer for text)."""
-    return load_dataset(name, channels=channels, modality=modality, tokenizer=run_tokenizer(run_dir))
+def run_data(name: str, run_dir: str | Path | None, modality: str, spec: DataSpec | None = None) -> DatasetSplits:
+    """Load dataset `name` the way run `run_dir` saw it: the same tokenizer for text, and for a folder of
+    images the image size and channels of the run's `spec` (not inferred again)."""
+    shape = {"size": spec.height, "channels": spec.channels} if spec is not None and modality == "image" else {}
+    return load_dataset(name, modality=modality, tokenizer=run_tokenizer(run_dir), **shape)
+
+
+SKIPPED_FILES = "skipped_files.txt"
+
+
+def record_reading(run: RunFolder, splits: DatasetSplits) -> dict:
+    """How the user's files were read, for config.json; unreadable files are listed in skipped_files.txt."""
+    reading = splits.reading
+    if reading is None:
+        return {}
+    if reading.skipped:
+        text = "".join(line + "\n" for line in reading.skipped)
+        atomic_write(run.path / SKIPPED_FILES, lambda tmp: Path(tmp).write_bytes(text.encode("utf-8", "backslashreplace")))
+    record = reading.as_record() | {"summary": reading.summary}
+    return {"read": record | ({"skipped_file": SKIPPED_FILES} if reading.skipped else {})}
 
 
 def source_id(name: str) -> str:
@@ -136,7 +154,8 @@ def default_run_dir(method: str) -> Path:
 def pretrain(method: str, data: str | None = None, *, epochs: int | None = None, batch_size: int | None = None,
              seed: int = 0, pool_size: int | None = None, run_dir: str | Path | None = None,
              options: dict | None = None, train: dict | None = None, monitor: bool = True,
-             pool: DataSource | None = None, test_seed: int = TEST_SEED) -> PretrainResult:
+             pool: DataSource | None = None, test_seed: int = TEST_SEED, image_size: int | None = None,
+             channels: int | None = None) -> PretrainResult:
     """Pretrain registered `method` on dataset `data` (its default when None) and write a run folder.
 
     The pool (`pool_size` items drawn with `seed`, or all) comes from the data minus its held-out test
@@ -144,6 +163,8 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     override the method's Config fields, `train` the TrainConfig fields, both checked by
     `selfsup.config.make_config` as the CLI's `--set` and `--train-set` are. `pool` passes an explicit data
     object instead of a named dataset (it must match `data`'s kind; the caller then holds out the test set).
+    `image_size` and `channels` read a folder of images at that size and colour (inferred when None; the
+    run's config.json records what was chosen, and skipped_files.txt the files that could not be read).
     """
     import lightning as L
     from selfsup.train import TrainConfig
@@ -152,12 +173,12 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     data = data or cls.default_data
     run = RunFolder(run_dir or default_run_dir(method))
     if pool is None:
-        splits = load_dataset(data, modality=cls.modality)
+        splits = load_dataset(data, modality=cls.modality, size=image_size, channels=channels)
         held = held_out_test(splits, seed=test_seed)
-        test = record_test_set(run, held, splits.train)
+        test, reading = record_test_set(run, held, splits.train), record_reading(run, splits)
         pool_data = random_subset(held.rest, pool_size, seed)
     else:
-        held, test = None, {"rule": "an explicit pool passed from Python: the caller holds the test set out"}
+        held, test, reading = None, {"rule": "an explicit pool passed from Python: the caller holds the test set out"}, {}
         pool_data = random_subset(pool, pool_size, seed)
     cfg = make_config(TrainConfig, {"epochs": epochs or cls.default_epochs,
                                     "batch_size": batch_size or cls.default_batch_size, "seed": seed} | (train or {}))
@@ -165,7 +186,7 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     m = build_method(method, pool_data.spec, **(options or {}))
     record = {"method": method, "method_config": asdict(m.config), "spec": asdict(pool_data.spec),
               "data": {"name": data, "source": source_id(data), "pool_size": len(pool_data), "seed": seed,
-                       "explicit_pool": pool is not None, "test": test}}
+                       "explicit_pool": pool is not None, "test": test} | reading}
     return _fit(m, pool_data, cfg, run.path, monitor_for(held.rest, seed) if monitor and held is not None else None,
                 config_record=record)
 
@@ -181,7 +202,8 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
     if data.get("explicit_pool"):
         raise SelfSupError(f"{run.path} was trained on a pool passed from Python; resume it from Python with "
                            f"selfsup.train.pretrain(..., resume=True)")
-    splits = run_data(data.get("source", data["name"]), run.path, METHODS.get(method).modality)
+    splits = run_data(data.get("source", data["name"]), run.path, METHODS.get(method).modality,
+                      DataSpec(**record["spec"]))
     if "test" in data:
         rest = recorded_test_set(run, data, splits).rest
     else:
@@ -233,9 +255,13 @@ def evaluate(method: Method | str | Path, data: str = "fashion-mnist", *, protoc
     run_dir = None
     if not isinstance(method, Method):
         run_dir, method = method, load_run(method)
-    splits = run_data(data, run_dir, method.modality, method.spec.channels)
+    splits = run_data(data, run_dir, method.modality, method.spec)
     if getattr(splits.train, "labels", None) is None:
-        raise SelfSupError(f"{data} has no labels: evaluation needs a labeled dataset")
+        raise SelfSupError(f"{data} has no labels: evaluation needs a labeled dataset (for a folder of images: one "
+                           f"subfolder per class)")
+    if len(torch.unique(splits.train.labels)) < 2:
+        raise SelfSupError(f"{data} has a single class ({', '.join(splits.train.classes) or 'one label'}): "
+                           f"evaluation needs at least two (for a folder of images: one subfolder per class)")
     held = evaluation_split(splits, data, RunFolder(run_dir) if run_dir is not None else None)
     train, test = held.rest, held.test
     check_compatible(method, train.spec)

@@ -49,9 +49,13 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
             train["progress_bar"] = False
         result = selfsup.pretrain(args.method, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, pool_size=args.pool_size, run_dir=args.run_dir, options=options,
-                                  train=train, test_seed=args.test_seed)
+                                  train=train, test_seed=args.test_seed, image_size=args.image_size,
+                                  channels=args.channels)
     if not result.is_global_zero:
         return  # one summary per run, from the first process
+    read = json.loads((Path(result.run_dir) / "config.json").read_text())["data"].get("read")
+    if read:
+        print(f"data: {read['summary']}" + (f" (listed in {read['skipped_file']})" if read.get("skipped_file") else ""))
     print(f"run folder: {result.run_dir}  ({result.epochs} epochs, {result.seconds:.1f} s, "
           f"{result.images_per_s:.0f} items/s)")
     for key in ("train/loss_epoch", "train/pretext_acc", "monitor/knn_acc"):
@@ -124,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--pool-size", type=int, help="pretrain on a random subset of this many items")
     pt.add_argument("--test-seed", type=int, default=TEST_SEED,
                     help="seed of the test set held out of pretraining, for data without a test split of its own")
+    pt.add_argument("--image-size", type=int, help="read a folder of images at this size, in pixels a side "
+                    "(default: inferred from the images, at most 64)")
+    pt.add_argument("--channels", type=int, choices=[1, 3], help="read a folder of images as grayscale (1) or "
+                    "colour (3) (default: colour when any image is colour)")
     pt.add_argument("--run-dir", help="run folder (default runs/METHOD-TIMESTAMP)")
     pt.add_argument("--config", help="JSON with method_config / train sections (the shape of a run's config.json)")
     pt.add_argument("--set", action="append", metavar="KEY=VALUE", help="any method option, e.g. --set temperature=0.2")
