@@ -196,16 +196,19 @@ def npz(path: str | Path) -> ImageData:
 
 
 def load_dataset(name: str, *, size: int | None = None, channels: int | None = None, modality: str = "image",
-                 tokenizer=None) -> DatasetSplits:
+                 tokenizer=None, seq_len: int | None = None) -> DatasetSplits:
     """A registered source by name (`selfsup.data.DATASETS.names()`), or a path: a folder of images or an
     .npz file, or for text methods (`modality="text"`) a text file or a folder of them (none of these has a
     test split; `held_out_test` carves one). `tokenizer` (text) reuses a run's tokenizer instead of training one.
 
     A folder's image `size` and `channels` are inferred when None (see `data.folder`); the returned splits'
-    `reading` says what was chosen and what was skipped.
+    `reading` says what was chosen and what was skipped. `seq_len` (text) is the documents' length in
+    subwords (default 64).
     """
     path = Path(name)
-    text_kwargs = {} if tokenizer is None else {"tokenizer": tokenizer}
+    text_kwargs = ({} if tokenizer is None else {"tokenizer": tokenizer}) | ({} if seq_len is None else {"seq_len": seq_len})
+    if text_kwargs and modality != "text":
+        raise SelfSupError("a tokenizer or seq_len applies to text data only")
     if modality == "text" and (path.is_dir() or path.is_file()):
         from selfsup.data.text import text_files
         return text_files(path, **text_kwargs)

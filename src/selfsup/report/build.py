@@ -23,7 +23,7 @@ def make_report(run_dir: str | Path, n_embed: int = 2000) -> Path:
     sections: list[tuple[str, str]] = []
     if plot_curves(read_metrics(run.metrics), run.path / "curves.png"):
         sections.append(("Training curves", '<img src="curves.png">'))
-    splits = run_data(record["data"]["name"], run.path, method.modality, method.spec.channels)
+    splits = run_data(record["data"].get("source", record["data"]["name"]), run.path, method.modality, method.spec)
     pool = random_subset(splits.train, 256, 0)
     batch = pool.batch(torch.arange(min(len(pool), 64)))
     with torch.no_grad():
