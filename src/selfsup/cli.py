@@ -57,8 +57,10 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     read = json.loads((Path(result.run_dir) / "config.json").read_text())["data"].get("read")
     if read:
         print(f"data: {read['summary']}" + (f" (listed in {read['skipped_file']})" if read.get("skipped_file") else ""))
-    print(f"run folder: {result.run_dir}  ({result.epochs} epochs, {result.seconds:.1f} s, "
-          f"{result.images_per_s:.0f} items/s)")
+    training = result.final.get("train/images_per_s")
+    speed = (f"training {training:,.0f} items/s in the last epoch; {result.images_per_s:,.0f} items/s over the whole "
+             f"run, monitor and checkpoints included" if training else f"{result.images_per_s:,.0f} items/s")
+    print(f"run folder: {result.run_dir}  ({result.epochs} epochs, {result.seconds:.1f} s; {speed})")
     for key in ("train/loss_epoch", "train/pretext_acc", "monitor/knn_acc"):
         if key in result.final:
             print(f"  {key} = {result.final[key]:.4f}")
