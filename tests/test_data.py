@@ -144,13 +144,13 @@ def test_npz_layouts_and_bad_input(tmp_path):
     np.savez(tmp_path / "float.npz", x=np.full((2, 8, 8), 0.5, np.float32))
     assert npz(tmp_path / "float.npz").images.unique().tolist() == [128]
     np.savez(tmp_path / "bad.npz", images=np.zeros((2, 5), np.uint8))
-    with pytest.raises(SelfSupError, match="images must be"):
+    with pytest.raises(SelfSupError, match="'images' must be"):
         npz(tmp_path / "bad.npz")
     np.savez(tmp_path / "range.npz", images=np.full((2, 8, 8), 3.0))
     with pytest.raises(SelfSupError, match="floats in"):
         npz(tmp_path / "range.npz")
     np.savez(tmp_path / "nolabels.npz", images=x, labels=np.arange(5))
-    with pytest.raises(SelfSupError, match="labels must be 6"):
+    with pytest.raises(SelfSupError, match="'labels' must be 6"):
         npz(tmp_path / "nolabels.npz")
     (tmp_path / "corrupt.npz").write_bytes(b"nope")
     with pytest.raises(SelfSupError, match="cannot read"):

@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 
@@ -28,6 +28,7 @@ from selfsup.errors import SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS, label_sweep, summarize
 from selfsup.methods.base import METHODS, Method, build_method
 from selfsup.runs import RunFolder, load_run
+from selfsup.utils import atomic_write
 
 if TYPE_CHECKING:  # the trainer (and Lightning) is imported only when training starts
     from selfsup.train import Monitor, PretrainResult
@@ -49,8 +50,8 @@ def monitor_for(rest: DataSource, seed: int, bank_size: int = 5000, query_size: 
     here only, never trained on.
     """
     from selfsup.train import Monitor
-    if getattr(rest, "labels", None) is None:
-        return None
+    if getattr(rest, "labels", None) is None or len(torch.unique(rest.labels)) < 2:
+        return None  # no labels, or one class: a kNN accuracy would say nothing
     order = torch.randperm(len(rest), generator=torch.Generator().manual_seed(seed + 1))
     queries = order[:min(query_size, len(rest) // 5)]
     bank = order[len(queries):len(queries) + bank_size]
@@ -67,9 +68,30 @@ def run_tokenizer(run_dir: str | Path | None):
     return load_tokenizer(run_dir)
 
 
-def run_data(name: str, run_dir: str | Path | None, modality: str, channels: int = 1) -> DatasetSplits:
-    """Load dataset `name` the way run `run_dir` saw it (same tokenizer for text)."""
-    return load_dataset(name, channels=channels, modality=modality, tokenizer=run_tokenizer(run_dir))
+def run_data(name: str, run_dir: str | Path | None, modality: str, spec: DataSpec | None = None) -> DatasetSplits:
+    """Load dataset `name` the way run `run_dir` saw it: the same tokenizer for text, and for a folder of
+    images the image size and channels of the run's `spec` (not inferred again), for text its seq_len."""
+    shape = {}
+    if spec is not None and modality == "image":
+        shape = {"size": spec.height, "channels": spec.channels}
+    elif spec is not None and modality == "text" and spec.seq_len:
+        shape = {"seq_len": spec.seq_len}
+    return load_dataset(name, modality=modality, tokenizer=run_tokenizer(run_dir), **shape)
+
+
+SKIPPED_FILES = "skipped_files.txt"
+
+
+def record_reading(run: RunFolder, splits: DatasetSplits) -> dict:
+    """How the user's files were read, for config.json; unreadable files are listed in skipped_files.txt."""
+    reading = splits.reading
+    if reading is None:
+        return {}
+    if reading.skipped:
+        text = "".join(line + "\n" for line in reading.skipped)
+        atomic_write(run.path / SKIPPED_FILES, lambda tmp: Path(tmp).write_bytes(text.encode("utf-8", "backslashreplace")))
+    record = reading.as_record() | {"summary": reading.summary}
+    return {"read": record | ({"skipped_file": SKIPPED_FILES} if reading.skipped else {})}
 
 
 def source_id(name: str) -> str:
@@ -136,7 +158,8 @@ def default_run_dir(method: str) -> Path:
 def pretrain(method: str, data: str | None = None, *, epochs: int | None = None, batch_size: int | None = None,
              seed: int = 0, pool_size: int | None = None, run_dir: str | Path | None = None,
              options: dict | None = None, train: dict | None = None, monitor: bool = True,
-             pool: DataSource | None = None, test_seed: int = TEST_SEED) -> PretrainResult:
+             pool: DataSource | None = None, test_seed: int = TEST_SEED, image_size: int | None = None,
+             channels: int | None = None, seq_len: int | None = None) -> PretrainResult:
     """Pretrain registered `method` on dataset `data` (its default when None) and write a run folder.
 
     The pool (`pool_size` items drawn with `seed`, or all) comes from the data minus its held-out test
@@ -144,6 +167,9 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     override the method's Config fields, `train` the TrainConfig fields, both checked by
     `selfsup.config.make_config` as the CLI's `--set` and `--train-set` are. `pool` passes an explicit data
     object instead of a named dataset (it must match `data`'s kind; the caller then holds out the test set).
+    `image_size` and `channels` read a folder of images at that size and colour (inferred when None; the
+    run's config.json records what was chosen, and skipped_files.txt the files that could not be read).
+    `seq_len` is the length of text documents in subwords (text methods; default 64).
     """
     import lightning as L
     from selfsup.train import TrainConfig
@@ -152,12 +178,12 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     data = data or cls.default_data
     run = RunFolder(run_dir or default_run_dir(method))
     if pool is None:
-        splits = load_dataset(data, modality=cls.modality)
+        splits = load_dataset(data, modality=cls.modality, size=image_size, channels=channels, seq_len=seq_len)
         held = held_out_test(splits, seed=test_seed)
-        test = record_test_set(run, held, splits.train)
+        test, reading = record_test_set(run, held, splits.train), record_reading(run, splits)
         pool_data = random_subset(held.rest, pool_size, seed)
     else:
-        held, test = None, {"rule": "an explicit pool passed from Python: the caller holds the test set out"}
+        held, test, reading = None, {"rule": "an explicit pool passed from Python: the caller holds the test set out"}, {}
         pool_data = random_subset(pool, pool_size, seed)
     cfg = make_config(TrainConfig, {"epochs": epochs or cls.default_epochs,
                                     "batch_size": batch_size or cls.default_batch_size, "seed": seed} | (train or {}))
@@ -165,7 +191,7 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     m = build_method(method, pool_data.spec, **(options or {}))
     record = {"method": method, "method_config": asdict(m.config), "spec": asdict(pool_data.spec),
               "data": {"name": data, "source": source_id(data), "pool_size": len(pool_data), "seed": seed,
-                       "explicit_pool": pool is not None, "test": test}}
+                       "explicit_pool": pool is not None, "test": test} | reading}
     return _fit(m, pool_data, cfg, run.path, monitor_for(held.rest, seed) if monitor and held is not None else None,
                 config_record=record)
 
@@ -181,7 +207,8 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
     if data.get("explicit_pool"):
         raise SelfSupError(f"{run.path} was trained on a pool passed from Python; resume it from Python with "
                            f"selfsup.train.pretrain(..., resume=True)")
-    splits = run_data(data.get("source", data["name"]), run.path, METHODS.get(method).modality)
+    splits = run_data(data.get("source", data["name"]), run.path, METHODS.get(method).modality,
+                      DataSpec(**record["spec"]))
     if "test" in data:
         rest = recorded_test_set(run, data, splits).rest
     else:
@@ -221,27 +248,112 @@ def evaluation_split(splits: DatasetSplits, data: str, run: RunFolder | None) ->
     return held_out_test(splits, seed=recorded.get("test", {}).get("seed", TEST_SEED))
 
 
-def evaluate(method: Method | str | Path, data: str = "fashion-mnist", *, protocols: Iterable[str] = PROTOCOLS,
+def own_data(run: RunFolder | None) -> str:
+    """The data a run was pretrained on (what `evaluate` uses when no other is named)."""
+    if run is None:
+        raise SelfSupError("name the evaluation data (data=...): a method passed from Python has no run folder "
+                           "that records its pretraining data")
+    recorded = run.read_config()["data"]
+    if recorded.get("explicit_pool"):
+        raise SelfSupError(f"{run.path} was pretrained on a pool passed from Python; name the evaluation data "
+                           f"with --data")
+    return recorded.get("source", recorded["name"])
+
+
+def modality_protocols(modality: str, protocols: Iterable[str] | None) -> list[str]:
+    """The protocols asked for (default: all of the modality's), checked against the modality's list."""
+    from selfsup.evaluate.text import TEXT_PROTOCOLS
+    known = list(TEXT_PROTOCOLS if modality == "text" else PROTOCOLS)
+    protocols = list(protocols) if protocols else known
+    wrong = [p for p in protocols if p not in known]
+    if wrong:
+        raise SelfSupError(f"protocol(s) {', '.join(wrong)} do not apply to {modality} data; its protocols are "
+                           f"{', '.join(known)}")
+    return protocols
+
+
+def supervised_row(method: Method) -> str:
+    """Which encoder the supervised baseline trains, in words, for the printed table."""
+    name = "scratch" if method.modality == "text" else "supervised"
+    return (f"{name}: the {method.config.encoder} encoder ({sum(p.numel() for p in method.encoder.parameters()):,} "
+            f"parameters) trained from random init on the same labels")
+
+
+def default_out(run: RunFolder | None, settings: dict) -> Path | None:
+    """Where a run's evaluation is written when no --out is given: RUN/evaluations/DATA-SETTINGS.json."""
+    if run is None:
+        return None
+    from selfsup.evaluate.log import settings_key
+    return run.path / "evaluations" / f"{Path(str(settings['data'])).stem}-{settings_key(settings)}.json"
+
+
+def evaluate(method: Method | str | Path, data: str | None = None, *, protocols: Iterable[str] | None = None,
              labels_per_class: Iterable[int] | None = (100,), label_fraction: float | None = None,
              seeds: Iterable[int] = (0,), upto: str | None = None, freeze_upto: str | None = None,
-             finetune_kwargs: dict | None = None) -> dict:
+             finetune_kwargs: dict | None = None, out: str | Path | None = None,
+             progress: Callable[[str], None] | None = None) -> dict:
     """Evaluate a method (or a run folder) on dataset `data` with the given protocols and label budgets.
 
-    Labels are drawn, stratified and seeded, from `data`'s train part minus the held-out test set;
-    accuracy is on that test set (see `evaluation_split`). Another dataset than the pretraining one is transfer.
+    `data` None is the run's own pretraining data (images or text). Labels are drawn, stratified and
+    seeded, from `data`'s train part minus the held-out test set; accuracy is on that test set (see
+    `evaluation_split`). Another dataset than the pretraining one is transfer. Protocols default to every
+    protocol of the modality (`PROTOCOLS` for images; `evaluate.text.TEXT_PROTOCOLS` for text, with the
+    bag-of-words baseline "bow").
+
+    Every finished draw (budget, seed) is written to `out` (default RUN/evaluations/...json for a run
+    folder), and a second call with the same settings resumes from the rows written there. `progress`
+    receives one line per draw started and finished.
     """
     run_dir = None
     if not isinstance(method, Method):
         run_dir, method = method, load_run(method)
-    splits = run_data(data, run_dir, method.modality, method.spec.channels)
+    run = RunFolder(run_dir) if run_dir is not None else None
+    data = data or own_data(run)
+    protocols = modality_protocols(method.modality, protocols)
+    splits = run_data(data, run_dir, method.modality, method.spec)
     if getattr(splits.train, "labels", None) is None:
-        raise SelfSupError(f"{data} has no labels: evaluation needs a labeled dataset")
-    held = evaluation_split(splits, data, RunFolder(run_dir) if run_dir is not None else None)
+        raise SelfSupError(f"{data} has no labels: evaluation needs a labeled dataset (for a folder of images: one "
+                           f"subfolder per class)")
+    if len(torch.unique(splits.train.labels)) < 2:
+        raise SelfSupError(f"{data} has a single class ({', '.join(splits.train.classes) or 'one label'}): "
+                           f"evaluation needs at least two (for a folder of images: one subfolder per class)")
+    held = evaluation_split(splits, data, run)
     train, test = held.rest, held.test
     check_compatible(method, train.spec)
     if label_fraction is not None:
         counts = torch.bincount(train.labels)
         labels_per_class = [max(1, int(label_fraction * counts.min().item()))]
-    rows = label_sweep(method, train, test, labels_per_class, seeds, protocols, upto, freeze_upto, finetune_kwargs)
-    return {"rows": rows, "summary": summarize(rows), "data": data, "test_size": len(test), "test_rule": held.rule,
-            "test_seed": held.seed}
+    budgets, seeds = list(labels_per_class), list(seeds)
+    settings = {"run": str(run_dir) if run_dir is not None else None, "data": data, "protocols": protocols,
+                "labels_per_class": budgets, "seeds": seeds, "upto": upto, "freeze_upto": freeze_upto,
+                "finetune_kwargs": finetune_kwargs or {}}
+    from selfsup.evaluate.log import EvaluationLog
+    log = EvaluationLog(out if out is not None else default_out(run, settings), settings)
+    recorded = run.read_config()["data"] if run is not None else {}
+    own = source_id(data) == recorded.get("source") and not recorded.get("explicit_pool")
+    about = {"data": data, "own_data": own,
+             "test_size": len(test), "test_rule": held.rule, "test_seed": held.seed,
+             "supervised": supervised_row(method), "out": None if log.path is None else str(log.path),
+             "resumed_rows": log.resumed}
+    say = progress or (lambda line: None)
+    total = len(budgets) * len(seeds)
+
+    def on_draw(budget, seed, rows) -> None:
+        where = f"[{budget if budget is not None else 'all'} labels/class, seed {seed}]"
+        if rows is None:
+            finished = len({(r["labels_per_class"], r["seed"]) for r in log.rows})
+            say(f"{where} running {', '.join(protocols)} (draw {finished + 1} of {total})")
+            return
+        log.add(rows)
+        say(f"{where} " + ", ".join(f"{r['protocol']} {100 * r['acc']:.2f}%" for r in rows))
+
+    if method.modality == "text":
+        from selfsup.evaluate.text import text_label_sweep
+        rows = text_label_sweep(method, train, test, budgets, seeds, protocols=protocols,
+                                finetune_kwargs=finetune_kwargs, done=log.done, on_draw=on_draw)
+    else:
+        rows = label_sweep(method, train, test, budgets, seeds, protocols, upto, freeze_upto, finetune_kwargs,
+                           done=log.done, on_draw=on_draw)
+    result = {"rows": rows, "summary": summarize(rows)} | about
+    log.finish(result)
+    return result

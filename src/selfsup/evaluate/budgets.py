@@ -128,20 +128,32 @@ def label_sweep(method: Method, train: DataSource, test: DataSource,
                 budgets: Iterable[int | None] = (10, 100, 1000), seeds: Iterable[int] = (0, 1, 2),
                 protocols: Iterable[str] = PROTOCOLS, upto: str | None = None,
                 freeze_upto: str | None = None, finetune_kwargs: dict | None = None, tune: bool = True,
-                tune_every_draw: bool = False) -> list[dict]:
+                tune_every_draw: bool = False, done: Callable | None = None,
+                on_draw: Callable | None = None) -> list[dict]:
     """One row per (budget, seed, protocol): {"labels_per_class", "seed", "protocol", "acc", "params"}.
 
     A budget of None uses every label of `train` (reported as "all"); its seeds differ in training only.
     Hyperparameters are chosen on the validation split of the first seed's draw of each budget and reused
     for its other draws (each still trained on its own labels), unless `tune_every_draw`: a grid search per
     draw multiplies the cost of fine-tuning by the grid's size.
+
+    `done(budget, seed)` returns the rows of a draw finished earlier (a resumed evaluation) or None;
+    `on_draw` reports progress (see `sweep`). Features are extracted once, for every budget, seed and
+    protocol, and only when a draw is left to run.
     """
-    protocols = check_protocols(protocols)
+    protocols, budgets, seeds = check_protocols(protocols), list(budgets), list(seeds)
     features = {}
-    if FEATURE_PROTOCOLS & set(protocols):
+    features_needed = done is None or not all(done(b, s) for b in budgets for s in seeds)
+    if features_needed and FEATURE_PROTOCOLS & set(protocols):
         features["method"] = (extract_features(method, train, upto), extract_features(method, test, upto))
-    if "random_init" in protocols:
+    if features_needed and "random_init" in protocols:
         features["random_init"] = random_init_features(method, train, test, upto=upto)
+
+    def resumed(budget: int | None, seed: int) -> tuple[list[dict], dict | None] | None:
+        rows = done(budget, seed) if done is not None else None
+        if not rows:
+            return None
+        return rows, None if tune_every_draw else {r["protocol"]: r.get("params", {}) for r in rows}
 
     def evaluate_draw(budget: int | None, seed: int, chosen: dict | None) -> tuple[list[dict], dict | None]:
         index = draw_budget(train.labels, budget, seed)
@@ -151,4 +163,4 @@ def label_sweep(method: Method, train: DataSource, test: DataSource,
         params = {name: c["params"] for name, c in choices.items()}
         return budget_rows(budget, seed, accs, params), None if tune_every_draw else params
 
-    return sweep(budgets, seeds, evaluate_draw)
+    return sweep(budgets, seeds, evaluate_draw, resumed, on_draw)

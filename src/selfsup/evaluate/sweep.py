@@ -23,19 +23,33 @@ Group = TypeVar("Group")
 
 
 def sweep(groups: Iterable[Group], seeds: Iterable[int],
-          run_draw: Callable[[Group, int, dict | None], tuple[list[Row], dict | None]]) -> list[Row]:
+          run_draw: Callable[[Group, int, dict | None], tuple[list[Row], dict | None]],
+          done: Callable[[Group, int], tuple[list[Row], dict | None] | None] | None = None,
+          on_draw: Callable[[Group, int, list[Row] | None], None] | None = None) -> list[Row]:
     """The rows of `run_draw(group, seed, chosen)` for every group and seed, in that order.
 
     `run_draw` returns its rows and the hyperparameters it chose (or None). `chosen` is None for a group's
     first seed, then the first non-empty choice a draw of that group returned (a draw that returns None
     leaves later draws to tune afresh).
+
+    `done(group, seed)` returns the rows and choice of a draw finished earlier (an interrupted evaluation,
+    resumed), or None: such a draw is not run again. `on_draw(group, seed, None)` is called before every
+    draw that runs and `on_draw(group, seed, rows)` after it, e.g. to show progress and write the rows so far.
     """
     seeds = list(seeds)
     rows: list[Row] = []
     for group in groups:
         chosen = None
         for seed in seeds:
-            drawn, choice = run_draw(group, seed, chosen)
+            earlier = done(group, seed) if done is not None else None
+            if earlier is not None:
+                drawn, choice = earlier
+            else:
+                if on_draw is not None:
+                    on_draw(group, seed, None)
+                drawn, choice = run_draw(group, seed, chosen)
+                if on_draw is not None:
+                    on_draw(group, seed, drawn)
             rows += drawn
             chosen = chosen or choice
     return rows

@@ -9,7 +9,7 @@ shares (`selfsup.evaluate.sweep`), whose `summarize` gives the mean and sample s
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from selfsup.text.tokenizer import NUM_SPECIAL
 if TYPE_CHECKING:  # an annotation only: the bag of words reads the token ids that text data holds
     from selfsup.data.text import TextData
 
+TEXT_PROTOCOLS = ("linear", "finetune", "scratch", "bow")  # "scratch": the supervised row; "bow": TF-IDF
 FINETUNE_STEPS = {"epochs": 10, "min_steps": 60, "max_steps": 300, "batch_size": 32}  # affordable on 2 cores
 
 
@@ -84,13 +85,15 @@ def bag_of_words_baseline(labeled: TextData, test: TextData, epochs: int = 200, 
 def text_label_sweep(method: Method, train: DataSource, test: DataSource,
                      budgets: Iterable[int | None] = (5, 20, None), seeds: Iterable[int] = (0, 1, 2),
                      pools: Iterable[str] = ("cls", "mean"),
-                     protocols: Iterable[str] = ("linear", "finetune", "scratch", "bow"),
-                     finetune_kwargs: dict | None = None) -> list[dict]:
+                     protocols: Iterable[str] = TEXT_PROTOCOLS,
+                     finetune_kwargs: dict | None = None, done: Callable | None = None,
+                     on_draw: Callable | None = None) -> list[dict]:
     """One row per (budget, seed, protocol): {"labels_per_class", "seed", "protocol", "acc"}.
 
     Protocols: "linear" (one row per pool, named "linear_<pool>"), "finetune" (whole encoder), and the
     baselines "scratch" (same Transformer, random init) and "bow" (TF-IDF logistic regression). Nothing
-    is tuned here, so no draw hands hyperparameters to the next.
+    is tuned here, so no draw hands hyperparameters to the next. `done(budget, seed)` returns the rows of a
+    draw finished earlier (a resumed evaluation) or None; `on_draw` reports progress (see `sweep`).
     """
     finetune_kwargs = dict(FINETUNE_STEPS, **(finetune_kwargs or {}))
     protocols, pools = list(protocols), list(pools)
@@ -112,7 +115,11 @@ def text_label_sweep(method: Method, train: DataSource, test: DataSource,
             results["bow"] = bag_of_words_baseline(labeled, test, seed=seed)["acc"]
         return budget_rows(budget, seed, results), None
 
-    return sweep(budgets, seeds, evaluate_draw)
+    def resumed(budget: int | None, seed: int) -> tuple[list[dict], None] | None:
+        rows = done(budget, seed) if done is not None else None
+        return (rows, None) if rows else None
+
+    return sweep(budgets, seeds, evaluate_draw, resumed, on_draw)
 
 
 def summarize_rows(rows: list[dict]) -> dict[tuple[Any, str], tuple[float, float]]:

@@ -7,12 +7,39 @@ from pathlib import Path
 
 import torch
 
-from selfsup.api import random_subset, run_data
+from selfsup.api import evaluation_split, random_subset, run_data
 from selfsup.evaluate.features import extract_features
 from selfsup.report.plots import plot_curves, plot_embedding, plot_examples, plot_neighbours, read_metrics
 from selfsup.runs import RunFolder, load_run
 from selfsup.utils import atomic_write_text
 from selfsup.views.basic import to_float
+
+
+def embedding_sections(method, splits, record: dict, run: RunFolder, n_embed: int) -> list[tuple[str, str]]:
+    """The embeddings (PCA, coloured by class) of the run's held-out test set and their nearest neighbours;
+    for unlabeled data, the neighbours among pool items and a sentence that says why there is no PCA."""
+    source = record["data"].get("source", record["data"]["name"])
+    held = evaluation_split(splits, source, run)
+    if held.test is not None and getattr(held.test, "labels", None) is not None:
+        sample, where = random_subset(held.test, n_embed, 0), f"the held-out test set ({held.rule})"
+    else:
+        sample, where = random_subset(held.rest, n_embed, 0), "pretraining items (the data has no test set)"
+    features = extract_features(method, sample)
+    sections = []
+    if getattr(sample, "labels", None) is not None:
+        plot_embedding(features, sample.labels, getattr(sample, "classes", []), run.path / "embedding.png",
+                       title=f"{len(sample)} items of {where}: first two principal components")
+        sections.append(("Embeddings", '<img src="embedding.png" alt="PCA of the embeddings">'))
+    else:
+        sections.append(("Embeddings", "<p>Not shown: the data has no labels to colour the embeddings by and no "
+                         "held-out test set. Pretrain on labeled data (a folder with one subfolder per class, or an "
+                         ".npz with labels) to see them; the nearest neighbours below need no labels.</p>"))
+    if hasattr(sample, "images"):
+        plot_neighbours(to_float(sample.images), features, run.path / "neighbours.png")
+        sections.append(("Nearest neighbours in feature space",
+                         f"<p>Among {len(sample)} items of {html.escape(where)}.</p>"
+                         '<img src="neighbours.png" alt="nearest neighbours">'))
+    return sections
 
 
 def make_report(run_dir: str | Path, n_embed: int = 2000) -> Path:
@@ -23,7 +50,7 @@ def make_report(run_dir: str | Path, n_embed: int = 2000) -> Path:
     sections: list[tuple[str, str]] = []
     if plot_curves(read_metrics(run.metrics), run.path / "curves.png"):
         sections.append(("Training curves", '<img src="curves.png">'))
-    splits = run_data(record["data"]["name"], run.path, method.modality, method.spec.channels)
+    splits = run_data(record["data"].get("source", record["data"]["name"]), run.path, method.modality, method.spec)
     pool = random_subset(splits.train, 256, 0)
     batch = pool.batch(torch.arange(min(len(pool), 64)))
     with torch.no_grad():
@@ -39,15 +66,7 @@ def make_report(run_dir: str | Path, n_embed: int = 2000) -> Path:
         samples = generate_from_run(run.path, samples=4)
         sections.append(("Generated samples (temperature 0.8, top-k 40)",
                          "".join(f"<pre>{html.escape(t)}</pre>" for t in samples)))
-    evaluation = splits.test if splits.test is not None else splits.train
-    if getattr(evaluation, "labels", None) is not None:
-        sample = random_subset(evaluation, n_embed, 0)
-        features = extract_features(method, sample)
-        plot_embedding(features, sample.labels, getattr(sample, "classes", []), run.path / "embedding.png")
-        sections.append(("Embeddings", '<img src="embedding.png">'))
-        if hasattr(sample, "images"):
-            plot_neighbours(to_float(sample.images), features, run.path / "neighbours.png")
-            sections.append(("Nearest neighbours in feature space", '<img src="neighbours.png">'))
+    sections += embedding_sections(method, splits, record, run, n_embed)
     config = html.escape(json.dumps(record, indent=2))
     page = ["<!doctype html><meta charset='utf-8'>", f"<title>selfsup run {html.escape(run.path.name)}</title>",
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"

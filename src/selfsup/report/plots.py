@@ -92,7 +92,8 @@ def pca_2d(features: Tensor) -> Tensor:
     return x @ v[:, :2]
 
 
-def plot_embedding(features: Tensor, labels: Tensor | None, classes: list[str], path: Path) -> None:
+def plot_embedding(features: Tensor, labels: Tensor | None, classes: list[str], path: Path,
+                   title: str = "embeddings, first two principal components") -> None:
     plt = _plt()
     xy = pca_2d(features)
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -100,7 +101,7 @@ def plot_embedding(features: Tensor, labels: Tensor | None, classes: list[str], 
     if labels is not None and classes:
         handles = [plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(i)), label=c) for i, c in enumerate(classes)]
         ax.legend(handles=handles, fontsize=6, loc="best")
-    ax.set_title("test embeddings, first two principal components", fontsize=9)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -177,4 +177,5 @@ def require_colour(channels: int, method: str) -> None:
     """Refuse data of other than 3 channels for a method that learns from colour."""
     if channels != 3:
         raise SelfSupError(f"{method} learns from colour images, but the data has {channels} channel(s); "
-                           f"pretrain on 'photos' or a folder of colour images (channels=3)")
+                           f"pretrain on 'photos' or a folder of colour images (read in colour when any image is colour, "
+                           f"or with --channels 3)")
