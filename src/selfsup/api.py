@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterable
 
 import torch
 
-from selfsup.config import make_config
+from selfsup.config import check_budgets, check_count, make_config
 from selfsup.data.base import DatasetSplits, DataSource, DataSpec
 from selfsup.data.sources import load_dataset
 from selfsup.data.splits import TEST_SEED, HeldOut, fingerprint, held_out_at, held_out_test, index_fingerprint
@@ -148,8 +148,16 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     import lightning as L
     from selfsup.train import TrainConfig
     from selfsup.train import pretrain as _fit
+    from selfsup.train import TrainConfig
     cls = METHODS.get(method)
     data = data or cls.default_data
+    check_count("pool_size", pool_size, 1, allow_none=True)
+    check_count("test_seed", test_seed, 0)
+    # Every option is checked before any data is read: None means "the method's default", 0 is an error.
+    cfg = make_config(TrainConfig, {"epochs": cls.default_epochs if epochs is None else epochs,
+                                    "batch_size": cls.default_batch_size if batch_size is None else batch_size,
+                                    "seed": seed} | (train or {}))
+    make_config(cls.Config, options or {})
     run = RunFolder(run_dir or default_run_dir(method))
     if pool is None:
         splits = load_dataset(data, modality=cls.modality)
@@ -159,8 +167,6 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     else:
         held, test = None, {"rule": "an explicit pool passed from Python: the caller holds the test set out"}
         pool_data = random_subset(pool, pool_size, seed)
-    cfg = make_config(TrainConfig, {"epochs": epochs or cls.default_epochs,
-                                    "batch_size": batch_size or cls.default_batch_size, "seed": seed} | (train or {}))
     L.seed_everything(seed, verbose=False)
     m = build_method(method, pool_data.spec, **(options or {}))
     record = {"method": method, "method_config": asdict(m.config), "spec": asdict(pool_data.spec),
@@ -230,6 +236,7 @@ def evaluate(method: Method | str | Path, data: str = "fashion-mnist", *, protoc
     Labels are drawn, stratified and seeded, from `data`'s train part minus the held-out test set;
     accuracy is on that test set (see `evaluation_split`). Another dataset than the pretraining one is transfer.
     """
+    check_budgets(labels_per_class, label_fraction, seeds)
     run_dir = None
     if not isinstance(method, Method):
         run_dir, method = method, load_run(method)

@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from selfsup.config import parse_overrides
+from selfsup.config import parse_overrides, read_config_file
 from selfsup.data.splits import TEST_SEED
-from selfsup.errors import SelfSupError
+from selfsup.errors import RunInterrupted, SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS
 
 
@@ -34,7 +34,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         if not args.method:
             raise SelfSupError("name a method (see `selfsup list`) or give --resume RUN")
         cls = METHODS.get(args.method)
-        file_cfg = json.loads(Path(args.config).read_text()) if args.config else {}
+        file_cfg = read_config_file(args.config) if args.config else {}
         options = dict(file_cfg.get("method_config", {}))
         options.update(parse_overrides(args.set or [], cls.Config))
         for key in ("lr", "encoder"):
@@ -188,13 +188,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except RunInterrupted as e:  # a signal stopped training after a checkpoint was saved
+        print(f"selfsup: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
     except SelfSupError as e:
-        print(f"selfsup: error: {e}", file=sys.stderr)
+        print(f"selfsup: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("selfsup: interrupted; the last end-of-epoch checkpoint is kept", file=sys.stderr)
+    except KeyboardInterrupt:  # outside training (loading data, evaluating): nothing to save
+        print("selfsup: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def one_line(error: Exception) -> str:
+    """The error's message on one line (a scheduler's log and a terminal both show it whole)."""
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":
