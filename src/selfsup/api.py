@@ -148,7 +148,6 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     import lightning as L
     from selfsup.train import TrainConfig
     from selfsup.train import pretrain as _fit
-    from selfsup.train import TrainConfig
     cls = METHODS.get(method)
     data = data or cls.default_data
     check_count("pool_size", pool_size, 1, allow_none=True)
@@ -181,12 +180,16 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
     import lightning as L
     from selfsup.train import TrainConfig
     from selfsup.train import pretrain as _fit
+    check_count("epochs", epochs, 1, allow_none=True)
     run = RunFolder(run_dir)
-    record = run.read_config()
+    record = run.read_config("method", "method_config", "spec", "data", "train")
     method, data = record["method"], record["data"]
     if data.get("explicit_pool"):
         raise SelfSupError(f"{run.path} was trained on a pool passed from Python; resume it from Python with "
                            f"selfsup.train.pretrain(..., resume=True)")
+    # The recorded options are checked as a user's would be, before any data is read (config.json may be edited).
+    cfg = make_config(TrainConfig, record["train"] | ({"epochs": epochs} if epochs is not None else {}))
+    make_config(METHODS.get(method).Config, record["method_config"])
     splits = run_data(data.get("source", data["name"]), run.path, METHODS.get(method).modality)
     if "test" in data:
         rest = recorded_test_set(run, data, splits).rest
@@ -195,7 +198,6 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
                       f"pool, which may contain the images evaluation tests on", stacklevel=2)
         rest = splits.train
     pool_data = random_subset(rest, data["pool_size"], data["seed"])  # the same draw as when the run started
-    cfg = make_config(TrainConfig, record["train"] | ({"epochs": epochs} if epochs else {}))
     L.seed_everything(cfg.seed, verbose=False)
     m = build_method(method, pool_data.spec, **record["method_config"])
     keep = {k: record[k] for k in ("method", "method_config", "spec", "data")}

@@ -63,7 +63,7 @@ def parse_value(field: dataclasses.Field, text: str, owner: str) -> Any:
                 raise ValueError("expected true or false")
             return text.lower() in ("true", "1", "yes")
         if kind.startswith("int"):
-            return int(text)
+            return int(text) if "str" not in kind or text.lstrip("-").isdigit() else text  # devices: 2 or "auto"
         if kind.startswith("float"):
             return float(text)
         if kind.startswith(("tuple", "list", "dict")) or text[:1] in "[{":

@@ -119,10 +119,24 @@ class RunFolder:
     def write_config(self, config: dict) -> None:
         atomic_write_text(self.config, json.dumps(config, indent=2, sort_keys=True) + "\n")
 
-    def read_config(self) -> dict:
+    def read_config(self, *required: str) -> dict:
+        """config.json as a dict holding the `required` keys; an edited or damaged file is a clear error."""
         if not self.config.exists():
             raise SelfSupError(f"{self.path} is not a run folder (no config.json); make one with `selfsup pretrain`")
-        return json.loads(self.config.read_text())
+        try:
+            record = json.loads(self.config.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SelfSupError(f"{self.config} is not valid JSON ({e}); it was edited or damaged: restore it or "
+                               f"pretrain again") from e
+        missing = [key for key in required if not isinstance(record, dict) or key not in record]
+        if missing:
+            raise SelfSupError(f"{self.config} lacks {', '.join(missing)}; it was edited or damaged: restore it or "
+                               f"pretrain again")
+        for key in set(required) & {"method_config", "spec", "data", "train"}:
+            if not isinstance(record[key], dict):
+                raise SelfSupError(f"{self.config}: {key} must be a JSON object, not {record[key]!r}; it was edited: "
+                                   f"restore it or pretrain again")
+        return record
 
     def write_test_index(self, index: torch.Tensor, record: dict) -> None:
         """Store the held-out test positions (sorted) with their record, so evaluation finds the exact set."""
@@ -141,6 +155,14 @@ class RunFolder:
         return path
 
 
+def recorded_spec(run: RunFolder, record: dict) -> DataSpec:
+    try:
+        return DataSpec(**record["spec"])
+    except TypeError as e:
+        raise SelfSupError(f"{run.config}: its spec {record['spec']!r} is not a data spec ({e}); it was edited: "
+                           f"restore it or pretrain again") from e
+
+
 def load_run(run_dir: str | Path) -> Method:
     """Rebuild a run's method and load its final weights (or its last checkpoint if it did not finish).
 
@@ -148,9 +170,8 @@ def load_run(run_dir: str | Path) -> Method:
     runs from below them (`selfsup.load_run` is this function).
     """
     run = RunFolder(run_dir)
-    record = run.read_config()
-    spec = DataSpec(**record["spec"])
-    method = build_method(record["method"], spec, **record["method_config"])
+    record = run.read_config("method", "method_config", "spec")
+    method = build_method(record["method"], recorded_spec(run, record), **record["method_config"])
     if run.weights.exists():
         load_weights(method, run.weights)
     elif run.last_checkpoint.exists():
