@@ -15,6 +15,8 @@ the previous checkpoint intact. `load_run` rebuilds a run's method from its conf
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -148,6 +150,30 @@ class RunFolder:
             raise SelfSupError(f"{self.path} records a carved test set but {self.test_index.name} is missing; "
                                f"the run's test set cannot be recovered, so pretrain again")
         return torch.tensor(json.loads(self.test_index.read_text())["index"], dtype=torch.long)
+
+    def remove_orphaned_temporaries(self) -> list[Path]:
+        """Delete the temporary files (`.NAME.*.tmp`) of atomic writes that a killed process left behind."""
+        orphans = [p for folder in (self.path, self.last_checkpoint.parent) if folder.is_dir()
+                   for p in folder.glob(".*.tmp")]
+        for orphan in orphans:
+            orphan.unlink(missing_ok=True)
+        return orphans
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.exists():
+            return []
+        with open(self.metrics, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def prepend_metrics(self, earlier: list[dict]) -> None:
+        """Put the rows of earlier sessions of this run (before a resume) back in front of metrics.csv."""
+        rows = earlier + self.read_metrics()
+        fields = list(dict.fromkeys(key for row in rows for key in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(self.metrics, text.getvalue())
 
     def write_json(self, name: str, data: Any) -> Path:
         path = self.path / name
