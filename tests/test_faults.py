@@ -145,3 +145,64 @@ def test_a_full_disk_while_checkpointing_is_one_clear_error_and_the_last_checkpo
     assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert record["status"] == "failed" and "disk is full" in record["reason"]
+
+
+# --- run folders: one run at a time, never silently overwritten, weights checked on load ------------------------
+def test_a_second_run_in_a_locked_folder_fails_fast_naming_the_holder(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    with run.locked():
+        import subprocess
+        import sys
+        code = ("import sys; from selfsup.runs import RunFolder\n"
+                "try:\n    RunFolder(sys.argv[1]).locked().__enter__()\n"
+                "except Exception as e:\n    print(e)")
+        out = subprocess.run([sys.executable, "-c", code, str(run.path)], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), timeout=120).stdout
+        assert f"in use by another selfsup run (PID {os.getpid()})" in out
+        with run.locked():  # the holder itself may re-enter (the API locks, then the trainer)
+            pass
+    with run.locked():  # released when the holder is done
+        pass
+
+
+def test_a_finished_run_is_not_overwritten_without_overwrite(tmp_path, capsys):
+    import numpy as np
+    from selfsup.cli import main
+    data = tmp_path / "tiny.npz"
+    np.savez(data, images=DATA.images.numpy(), labels=DATA.labels.numpy())
+    argv = ["pretrain", "rotation", "--data", str(data), "--epochs", "1", "--batch-size", "64", "--no-progress",
+            "--run-dir", str(tmp_path / "run"), "--set", 'encoder_kwargs={"widths": [8, 8, 8]}',
+            "--train-set", "knn_every=0"]
+    assert main(argv) == 0
+    weights = (tmp_path / "run" / "method.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "already holds a run (status done)" in capsys.readouterr().err
+    assert (tmp_path / "run" / "method.safetensors").read_bytes() == weights
+    assert main(argv + ["--overwrite", "--seed", "1"]) == 0
+    assert (tmp_path / "run" / "method.safetensors").read_bytes() != weights
+
+
+def test_changed_or_non_finite_weights_are_refused_on_load(tmp_path):
+    from dataclasses import asdict
+    result = run_fit(tmp_path / "run")
+    folder = RunFolder(tmp_path / "run")  # what the API adds to config.json (fit alone does not know the name)
+    folder.write_config(folder.read_config() | {"method": "rotation", "method_config": asdict(result.method.config),
+                                                "spec": asdict(DATA.spec)})
+    selfsup.runs.load_run(folder.path)  # loads while the bytes match the recorded SHA-256
+    weights = tmp_path / "run" / "method.safetensors"
+    with pytest.raises(SelfSupError, match="SHA-256"):  # a flipped byte in a tensor evaluates at chance otherwise
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF
+        weights.write_bytes(bytes(data))
+        selfsup.runs.load_run(tmp_path / "run")
+    model = build_method("rotation", DATA.spec, **TINY)
+    state = model.state_dict()
+    next(v for v in state.values() if v.is_floating_point())[0] = float("nan")
+    selfsup.runs.save_checkpoint({"state_dict": state}, tmp_path / "nan.safetensors")
+    with pytest.raises(SelfSupError, match="non-finite weights"):
+        selfsup.runs.load_weights(model, tmp_path / "nan.safetensors")
+    renamed = {k + "_renamed": v for k, v in build_method("rotation", DATA.spec, **TINY).state_dict().items()}
+    selfsup.runs.save_checkpoint({"state_dict": renamed}, tmp_path / "renamed.safetensors")
+    with pytest.raises(SelfSupError, match="does not fit the method"):
+        selfsup.runs.load_weights(model, tmp_path / "renamed.safetensors")

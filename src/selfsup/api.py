@@ -136,7 +136,7 @@ def default_run_dir(method: str) -> Path:
 def pretrain(method: str, data: str | None = None, *, epochs: int | None = None, batch_size: int | None = None,
              seed: int = 0, pool_size: int | None = None, run_dir: str | Path | None = None,
              options: dict | None = None, train: dict | None = None, monitor: bool = True,
-             pool: DataSource | None = None, test_seed: int = TEST_SEED) -> PretrainResult:
+             pool: DataSource | None = None, test_seed: int = TEST_SEED, overwrite: bool = False) -> PretrainResult:
     """Pretrain registered `method` on dataset `data` (its default when None) and write a run folder.
 
     The pool (`pool_size` items drawn with `seed`, or all) comes from the data minus its held-out test
@@ -144,10 +144,9 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     override the method's Config fields, `train` the TrainConfig fields, both checked by
     `selfsup.config.make_config` as the CLI's `--set` and `--train-set` are. `pool` passes an explicit data
     object instead of a named dataset (it must match `data`'s kind; the caller then holds out the test set).
+    A folder that already holds a run is refused unless `overwrite`; the folder is locked while it trains.
     """
-    import lightning as L
     from selfsup.train import TrainConfig
-    from selfsup.train import pretrain as _fit
     cls = METHODS.get(method)
     data = data or cls.default_data
     check_count("pool_size", pool_size, 1, allow_none=True)
@@ -158,6 +157,16 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
                                     "seed": seed} | (train or {}))
     make_config(cls.Config, options or {})
     run = RunFolder(run_dir or default_run_dir(method))
+    with run.locked():
+        run.check_new(overwrite)
+        return _pretrain_locked(cls, method, data, run, cfg, seed, pool_size, options, monitor, pool, test_seed)
+
+
+def _pretrain_locked(cls: type[Method], method: str, data: str, run: RunFolder, cfg, seed: int,
+                     pool_size: int | None, options: dict | None, monitor: bool, pool: DataSource | None,
+                     test_seed: int) -> PretrainResult:
+    import lightning as L
+    from selfsup.train import pretrain as _fit
     if pool is None:
         splits = load_dataset(data, modality=cls.modality)
         held = held_out_test(splits, seed=test_seed)

@@ -49,7 +49,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
             train["progress_bar"] = False
         result = selfsup.pretrain(args.method, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, pool_size=args.pool_size, run_dir=args.run_dir, options=options,
-                                  train=train, test_seed=args.test_seed)
+                                  train=train, test_seed=args.test_seed, overwrite=args.overwrite)
     if not result.is_global_zero:
         return  # one summary per run, from the first process
     print(f"run folder: {result.run_dir}  ({result.epochs} epochs, {result.seconds:.1f} s, "
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--strategy")
     pt.add_argument("--accelerator")
     pt.add_argument("--precision")
+    pt.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir")
     pt.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (--epochs to extend)")
     pt.add_argument("--no-progress", action="store_true")
     pt.set_defaults(func=cmd_pretrain)

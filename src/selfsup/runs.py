@@ -16,11 +16,16 @@ the previous checkpoint intact. `load_run` rebuilds a run's method from its conf
 from __future__ import annotations
 
 import csv
+import fcntl
+import hashlib
 import io
 import json
 import math
+import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors import safe_open
@@ -95,15 +100,45 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise SelfSupError(f"checkpoint {path} is corrupt or not a selfsup checkpoint: {e}") from e
     if STRUCTURE_KEY not in metadata:
         raise SelfSupError(f"{path} is a safetensors file but not a selfsup checkpoint (no structure metadata)")
-    return _decode(json.loads(metadata[STRUCTURE_KEY]), tensors)
+    try:
+        return _decode(json.loads(metadata[STRUCTURE_KEY]), tensors)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise SelfSupError(f"checkpoint {path} has edited or damaged metadata ({type(e).__name__}: {e}); "
+                           f"use another checkpoint or pretrain again") from e
 
 
-def save_weights(module: torch.nn.Module, path: str | Path) -> None:
+def save_weights(module: torch.nn.Module, path: str | Path) -> str:
+    """Write the module's weights; returns their file's SHA-256, which config.json records."""
     save_checkpoint({"state_dict": module.state_dict()}, path)
+    return sha256_of(path)
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_state(module: torch.nn.Module, state: Any, path: Path) -> None:
+    """Load a state dict, refusing non-finite weights and a state that does not fit the module."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SelfSupError(f"{path} holds no state dict of tensors; it was edited or is not a selfsup file")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise SelfSupError(f"{path} holds non-finite weights ({bad[0]}{' and more' if len(bad) > 1 else ''}); "
+                           f"the run diverged or the file was damaged: use an earlier checkpoint or pretrain again")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:  # missing or renamed keys, wrong shapes, a wrong channel count
+        raise SelfSupError(f"{path} does not fit the method config.json describes: "
+                           f"{' '.join(str(e).split())[:500]}; it was edited or belongs to another run") from e
 
 
 def load_weights(module: torch.nn.Module, path: str | Path) -> None:
-    module.load_state_dict(load_checkpoint(path)["state_dict"])
+    state = load_checkpoint(path)
+    load_state(module, state.get("state_dict") if isinstance(state, dict) else None, Path(path))
 
 
 class RunFolder:
@@ -175,10 +210,66 @@ class RunFolder:
         writer.writerows(rows)
         atomic_write_text(self.metrics, text.getvalue())
 
+    lock_file = property(lambda self: self.path / "run.lock")
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold an exclusive lock on the folder: a second run started in it fails at once, naming the PID
+        that holds it. The operating system drops the lock when the holder dies, so a stale lock never
+        blocks a resume. Re-entrant in one process; other DDP ranks (LOCAL_RANK/NODE_RANK > 0) skip it."""
+        key = str(self.path.resolve())
+        if key in _HELD or os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+            yield
+            return
+        created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise SelfSupError(f"cannot create the run folder {self.path}: {e.strerror}; choose another --run-dir") from e
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SelfSupError(f"{self.path} is in use by another selfsup run (PID {holder}); wait for it, stop it, "
+                               f"or choose another --run-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
+            if created and [p.name for p in self.path.iterdir()] == [self.lock_file.name]:
+                self.lock_file.unlink()  # nothing was written (bad data, say): leave no empty run folder
+                self.path.rmdir()
+            os.close(fd)  # releases the lock
+
+    def check_new(self, overwrite: bool) -> None:
+        """A folder that holds a run is never silently reused: `overwrite` clears the run's files first."""
+        if not self.config.exists():
+            return
+        if not overwrite:
+            status = self.read_config().get("status", "unknown")
+            raise SelfSupError(f"{self.path} already holds a run (status {status}); continue it with --resume "
+                               f"{self.path}, choose another --run-dir, or pass --overwrite to replace it")
+        for name in RUN_FILES:
+            target = self.path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+
     def write_json(self, name: str, data: Any) -> Path:
         path = self.path / name
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
         return path
+
+
+_HELD: set[str] = set()  # run folders whose lock this process holds
+RUN_FILES = ("config.json", "metrics.csv", "checkpoints", "method.safetensors", "test_index.json", "tb",
+             "tokenizer.json", "report.html", "hparams.yaml")
 
 
 def recorded_spec(run: RunFolder, record: dict) -> DataSpec:
@@ -199,10 +290,14 @@ def load_run(run_dir: str | Path) -> Method:
     record = run.read_config("method", "method_config", "spec")
     method = build_method(record["method"], recorded_spec(run, record), **record["method_config"])
     if run.weights.exists():
+        recorded = record.get("weights_sha256")
+        if recorded is not None and sha256_of(run.weights) != recorded:
+            raise SelfSupError(f"{run.weights} does not match the SHA-256 config.json records: its bytes changed "
+                               f"since training (edited, damaged or replaced); restore it or pretrain again")
         load_weights(method, run.weights)
     elif run.last_checkpoint.exists():
-        state = load_checkpoint(run.last_checkpoint)["state_dict"]
-        method.load_state_dict({k.removeprefix("method."): v for k, v in state.items()})
+        state = load_checkpoint(run.last_checkpoint).get("state_dict") or {}
+        load_state(method, {k.removeprefix("method."): v for k, v in state.items()}, run.last_checkpoint)
     else:
         raise SelfSupError(f"{run.path} has no weights yet (no method.safetensors or checkpoints/last.ckpt)")
     method.eval()

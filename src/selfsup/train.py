@@ -343,10 +343,16 @@ def pretrain(method: Method, data: DataSource, cfg: TrainConfig, run_dir: str | 
              resume: bool = False, config_record: dict | None = None) -> PretrainResult:
     """Train `method` on `data` (its `batch(index)` gives the raw batches) and write the run folder `run_dir`.
 
-    With `resume`, training continues from `run_dir/checkpoints/last.ckpt` up to `cfg.epochs`.
+    With `resume`, training continues from `run_dir/checkpoints/last.ckpt` up to `cfg.epochs`. The folder
+    is locked meanwhile (`RunFolder.locked`): a second run in it fails at once.
     """
     run = RunFolder(run_dir)
-    run.path.mkdir(parents=True, exist_ok=True)
+    with run.locked():
+        return fit_run(method, data, cfg, run, monitor, resume, config_record)
+
+
+def fit_run(method: Method, data: DataSource, cfg: TrainConfig, run: RunFolder, monitor: Monitor | None,
+            resume: bool, config_record: dict | None) -> PretrainResult:
     world = (cfg.devices if isinstance(cfg.devices, int) else 1) * cfg.num_nodes
     if len(data) // world < cfg.batch_size:
         raise SelfSupError(f"{len(data)} training items are fewer than one batch of {cfg.batch_size} per process; "
@@ -400,8 +406,9 @@ def pretrain(method: Method, data: DataSource, cfg: TrainConfig, run_dir: str | 
     seconds = time.perf_counter() - throughput.start
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if trainer.is_global_zero:
-        save_weights(method, run.weights)
-        run.write_config(dict(record, status="done", epochs_done=trainer.current_epoch, final_metrics=final))
+        digest = save_weights(method, run.weights)
+        run.write_config(dict(record, status="done", epochs_done=trainer.current_epoch, final_metrics=final,
+                              weights_sha256=digest))
     return PretrainResult(run.path, method, trainer.current_epoch, seconds, throughput.items / max(seconds, 1e-9), final,
                           trainer.is_global_zero)
 
