@@ -221,7 +221,7 @@ class RunFolder:
         if key in _HELD or os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
             yield
             return
-        created = not self.path.exists()
+        created = [p for p in (self.path, *self.path.parents) if not p.exists()]  # the folders this makes
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
@@ -243,7 +243,11 @@ class RunFolder:
             _HELD.discard(key)
             if created and [p.name for p in self.path.iterdir()] == [self.lock_file.name]:
                 self.lock_file.unlink()  # nothing was written (bad data, say): leave no empty run folder
-                self.path.rmdir()
+                for folder in created:
+                    try:
+                        folder.rmdir()
+                    except OSError:  # another process put something there meanwhile
+                        break
             os.close(fd)  # releases the lock
 
     def check_new(self, overwrite: bool) -> None:
