@@ -218,7 +218,7 @@ class RunFolder:
         that holds it. The operating system drops the lock when the holder dies, so a stale lock never
         blocks a resume. Re-entrant in one process; other DDP ranks (LOCAL_RANK/NODE_RANK > 0) skip it."""
         key = str(self.path.resolve())
-        if key in _HELD or os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0":
+        if key in _HELD or not first_process():
             yield
             return
         created = [p for p in (self.path, *self.path.parents) if not p.exists()]  # the folders this makes
@@ -252,7 +252,7 @@ class RunFolder:
 
     def check_new(self, overwrite: bool) -> None:
         """A folder that holds a run is never silently reused: `overwrite` clears the run's files first."""
-        if not self.config.exists():
+        if not self.config.exists() or not first_process():  # DDP ranks > 0 rerun the script: rank 0 checked
             return
         if not overwrite:
             status = self.read_config().get("status", "unknown")
@@ -269,6 +269,11 @@ class RunFolder:
         path = self.path / name
         atomic_write_text(path, json.dumps(data, indent=2) + "\n")
         return path
+
+
+def first_process() -> bool:
+    """False in the processes Lightning's DDP launcher starts for ranks > 0 (they rerun the user's script)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
 
 
 _HELD: set[str] = set()  # run folders whose lock this process holds
