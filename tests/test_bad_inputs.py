@@ -64,7 +64,7 @@ CASES = [
     ("sgd-momentum-1.5", lambda t: pretrain("--set", "momentum=1.5"), ["momentum=1.5", "[0, 1)"]),
     ("temperature-0", lambda t: ["pretrain", "simclr", "--set", "temperature=0"], ["temperature=0.0", "> 0"]),
     ("mask-ratio-1", lambda t: ["pretrain", "mae", "--set", "mask_ratio=1"], ["mask_ratio=1.0", "[0, 1)"]),
-    ("rotations-0", lambda t: pretrain("--set", "rotations=0"), ["rotations=0", ">= 1"]),
+    ("projection-dim-0", lambda t: ["pretrain", "simclr", "--set", "projection_dim=0"], ["projection_dim=0", ">= 1"]),
     ("knn-every-negative", lambda t: pretrain("--train-set", "knn_every=-1"), ["knn_every=-1", ">= 0"]),
     ("epochs-as-words", lambda t: pretrain("--train-set", "epochs=two"), ["epochs='two'"]),
     ("bool-not-a-bool", lambda t: ["pretrain", "mae", "--set", "norm_pix_loss=maybe"], ["norm_pix_loss", "true or false"]),

@@ -91,7 +91,7 @@ RANGES: dict[str, Rule] = {
                      "embed_dim", "projection_dim", "predictor_dim", "code_dim", "context_dim", "context_layers",
                      "decoder_dim", "decoder_depth", "decoder_heads", "decoder_width", "discriminator_width",
                      "tile_features", "patch", "patch_size", "patch_stride", "block_size", "block_count",
-                     "permutations", "rotations", "scale", "steps", "prediction_steps", "lightness_bins",
+                     "permutations", "scale", "steps", "prediction_steps", "lightness_bins",
                      "neighbours", "output_stride", "max_gap"], AT_LEAST_1),
     **dict.fromkeys(["lr", "temperature", "sigma", "grid_size", "checkpoint_every_minutes"], POSITIVE),
     **dict.fromkeys(["base_tau", "key_momentum", "mask_prob", "mask_token_frac", "random_token_frac",
