@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import torch
 
-from selfsup.config import make_config
+from selfsup.config import check_budgets, check_count, make_config
 from selfsup.data.base import DatasetSplits, DataSource, DataSpec
 from selfsup.data.sources import load_dataset
 from selfsup.data.splits import TEST_SEED, HeldOut, fingerprint, held_out_at, held_out_test, index_fingerprint
@@ -159,7 +159,7 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
              seed: int = 0, pool_size: int | None = None, run_dir: str | Path | None = None,
              options: dict | None = None, train: dict | None = None, monitor: bool = True,
              pool: DataSource | None = None, test_seed: int = TEST_SEED, image_size: int | None = None,
-             channels: int | None = None, seq_len: int | None = None) -> PretrainResult:
+             channels: int | None = None, seq_len: int | None = None, overwrite: bool = False) -> PretrainResult:
     """Pretrain registered `method` on dataset `data` (its default when None) and write a run folder.
 
     The pool (`pool_size` items drawn with `seed`, or all) comes from the data minus its held-out test
@@ -170,23 +170,38 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     `image_size` and `channels` read a folder of images at that size and colour (inferred when None; the
     run's config.json records what was chosen, and skipped_files.txt the files that could not be read).
     `seq_len` is the length of text documents in subwords (text methods; default 64).
+    A folder that already holds a run is refused unless `overwrite`; the folder is locked while it trains.
     """
-    import lightning as L
     from selfsup.train import TrainConfig
-    from selfsup.train import pretrain as _fit
     cls = METHODS.get(method)
     data = data or cls.default_data
+    check_count("pool_size", pool_size, 1, allow_none=True)
+    check_count("test_seed", test_seed, 0)
+    # Every option is checked before any data is read: None means "the method's default", 0 is an error.
+    cfg = make_config(TrainConfig, {"epochs": cls.default_epochs if epochs is None else epochs,
+                                    "batch_size": cls.default_batch_size if batch_size is None else batch_size,
+                                    "seed": seed} | (train or {}))
+    make_config(cls.Config, options or {})
     run = RunFolder(run_dir or default_run_dir(method))
+    with run.locked():
+        run.check_new(overwrite)
+        return _pretrain_locked(cls, method, data, run, cfg, seed, pool_size, options, monitor, pool, test_seed,
+                                {"size": image_size, "channels": channels, "seq_len": seq_len})
+
+
+def _pretrain_locked(cls: type[Method], method: str, data: str, run: RunFolder, cfg, seed: int,
+                     pool_size: int | None, options: dict | None, monitor: bool, pool: DataSource | None,
+                     test_seed: int, reading_options: dict) -> PretrainResult:
+    import lightning as L
+    from selfsup.train import pretrain as _fit
     if pool is None:
-        splits = load_dataset(data, modality=cls.modality, size=image_size, channels=channels, seq_len=seq_len)
+        splits = load_dataset(data, modality=cls.modality, **reading_options)
         held = held_out_test(splits, seed=test_seed)
         test, reading = record_test_set(run, held, splits.train), record_reading(run, splits)
         pool_data = random_subset(held.rest, pool_size, seed)
     else:
         held, test, reading = None, {"rule": "an explicit pool passed from Python: the caller holds the test set out"}, {}
         pool_data = random_subset(pool, pool_size, seed)
-    cfg = make_config(TrainConfig, {"epochs": epochs or cls.default_epochs,
-                                    "batch_size": batch_size or cls.default_batch_size, "seed": seed} | (train or {}))
     L.seed_everything(seed, verbose=False)
     m = build_method(method, pool_data.spec, **(options or {}))
     record = {"method": method, "method_config": asdict(m.config), "spec": asdict(pool_data.spec),
@@ -201,12 +216,16 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
     import lightning as L
     from selfsup.train import TrainConfig
     from selfsup.train import pretrain as _fit
+    check_count("epochs", epochs, 1, allow_none=True)
     run = RunFolder(run_dir)
-    record = run.read_config()
+    record = run.read_config("method", "method_config", "spec", "data", "train")
     method, data = record["method"], record["data"]
     if data.get("explicit_pool"):
         raise SelfSupError(f"{run.path} was trained on a pool passed from Python; resume it from Python with "
                            f"selfsup.train.pretrain(..., resume=True)")
+    # The recorded options are checked as a user's would be, before any data is read (config.json may be edited).
+    cfg = make_config(TrainConfig, record["train"] | ({"epochs": epochs} if epochs is not None else {}))
+    make_config(METHODS.get(method).Config, record["method_config"])
     splits = run_data(data.get("source", data["name"]), run.path, METHODS.get(method).modality,
                       DataSpec(**record["spec"]))
     if "test" in data:
@@ -216,7 +235,6 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
                       f"pool, which may contain the images evaluation tests on", stacklevel=2)
         rest = splits.train
     pool_data = random_subset(rest, data["pool_size"], data["seed"])  # the same draw as when the run started
-    cfg = make_config(TrainConfig, record["train"] | ({"epochs": epochs} if epochs else {}))
     L.seed_everything(cfg.seed, verbose=False)
     m = build_method(method, pool_data.spec, **record["method_config"])
     keep = {k: record[k] for k in ("method", "method_config", "spec", "data")}
@@ -304,6 +322,7 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
     folder), and a second call with the same settings resumes from the rows written there. `progress`
     receives one line per draw started and finished.
     """
+    check_budgets(labels_per_class, label_fraction, seeds)
     run_dir = None
     if not isinstance(method, Method):
         run_dir, method = method, load_run(method)

@@ -6,9 +6,9 @@ import json
 import sys
 from pathlib import Path
 
-from selfsup.config import parse_overrides
+from selfsup.config import parse_overrides, read_config_file
 from selfsup.data.splits import TEST_SEED
-from selfsup.errors import SelfSupError
+from selfsup.errors import RunInterrupted, SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS
 from selfsup.evaluate.text import TEXT_PROTOCOLS
 
@@ -35,7 +35,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         if not args.method:
             raise SelfSupError("name a method (see `selfsup list`) or give --resume RUN")
         cls = METHODS.get(args.method)
-        file_cfg = json.loads(Path(args.config).read_text()) if args.config else {}
+        file_cfg = read_config_file(args.config) if args.config else {}
         options = dict(file_cfg.get("method_config", {}))
         options.update(parse_overrides(args.set or [], cls.Config))
         for key in ("lr", "encoder"):
@@ -51,7 +51,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         result = selfsup.pretrain(args.method, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, pool_size=args.pool_size, run_dir=args.run_dir, options=options,
                                   train=train, test_seed=args.test_seed, image_size=args.image_size,
-                                  channels=args.channels, seq_len=args.seq_len)
+                                  channels=args.channels, seq_len=args.seq_len, overwrite=args.overwrite)
     if not result.is_global_zero:
         return  # one summary per run, from the first process
     read = json.loads((Path(result.run_dir) / "config.json").read_text())["data"].get("read")
@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--strategy")
     pt.add_argument("--accelerator")
     pt.add_argument("--precision")
+    pt.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir")
     pt.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (--epochs to extend)")
     pt.add_argument("--no-progress", action="store_true")
     pt.set_defaults(func=cmd_pretrain)
@@ -207,13 +208,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except RunInterrupted as e:  # a signal stopped training after a checkpoint was saved
+        print(f"selfsup: {one_line(e)}", file=sys.stderr)
+        return e.exit_code
     except SelfSupError as e:
-        print(f"selfsup: error: {e}", file=sys.stderr)
+        print(f"selfsup: error: {one_line(e)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("selfsup: interrupted; the last end-of-epoch checkpoint is kept", file=sys.stderr)
+    except KeyboardInterrupt:  # outside training (loading data, evaluating): nothing to save
+        print("selfsup: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def one_line(error: Exception) -> str:
+    """The error's message on one line (a scheduler's log and a terminal both show it whole)."""
+    return " ".join(str(error).split())
 
 
 if __name__ == "__main__":

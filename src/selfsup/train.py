@@ -5,13 +5,22 @@ per-epoch permutation, and the method augments the whole batch on the device. Op
 (one optimizer, or one per phase for adversarial methods) so that the learning-rate schedule, the NaN
 guard and `after_step` live in one readable `training_step`. Each epoch reseeds the global RNG from
 (seed, epoch, rank), so a run resumed from an end-of-epoch checkpoint repeats an uninterrupted run.
+
+Checkpoints (`checkpoints/last.ckpt`) are written at every epoch end, every `checkpoint_every_steps` steps
+or `checkpoint_every_minutes` minutes, and at the current step when SIGTERM or SIGINT arrives; the run then
+stops with `RunInterrupted` (exit code 128 + signal). A checkpoint taken mid-epoch stores the position in
+the epoch's permutation and the RNG state, so a resume from it finishes bit-identical to a run that was
+never stopped. config.json's status reads running, done, interrupted or failed (with the reason).
 """
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,9 +30,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from selfsup.data.base import Batch, DataSource
-from selfsup.errors import SelfSupError
+from selfsup.errors import RunInterrupted, SelfSupError
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.knn import knn_classify
 from selfsup.evaluate.linear import linear_probe
@@ -46,6 +56,8 @@ class TrainConfig:
     knn_every: int = 1  # online kNN monitor every N epochs (0: off)
     progress_bar: bool = True
     log_every_n_steps: int = 10
+    checkpoint_every_steps: int = 0  # also save last.ckpt every N optimizer steps (0: only by time and at epoch end)
+    checkpoint_every_minutes: float = 10.0  # and at least this often (0: off); a signal saves at once anyway
 
 
 @dataclass
@@ -87,11 +99,20 @@ class InMemoryBatches:
     """Index batches over an in-memory data object: a seeded permutation per epoch, sharded by rank.
 
     Yields `data.batch(index)` on the CPU; Lightning moves it to the device. The ragged last batch is
-    dropped so every step sees the same batch size (BatchNorm, contrastive negatives).
+    dropped so every step sees the same batch size (BatchNorm, contrastive negatives). Its state (how many
+    batches of the epoch are done) travels in checkpoints, so a mid-epoch resume continues at that batch.
     """
 
     def __init__(self, data: DataSource, batch_size: int, seed: int, module: "PretrainModule"):
         self.data, self.batch_size, self.seed, self.module = data, batch_size, seed, module
+        self._skip = 0  # batches of the current epoch already trained before a mid-epoch resume
+
+    def state_dict(self) -> dict:
+        return {"batches_done": self.module.batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        done = state.get("batches_done", 0)
+        self._skip = done if done < len(self) else 0  # an epoch-end checkpoint starts the next epoch afresh
 
     def _world(self) -> tuple[int, int]:
         trainer = self.module._trainer
@@ -106,7 +127,8 @@ class InMemoryBatches:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(len(self.data), generator=g)
         shard = order[: (len(order) // world) * world][rank::world]
-        for i in range(len(shard) // self.batch_size):
+        start, self._skip = self._skip, 0
+        for i in range(start, len(shard) // self.batch_size):
             yield self.data.batch(shard[i * self.batch_size:(i + 1) * self.batch_size])
 
 
@@ -168,6 +190,9 @@ class PretrainModule(L.LightningModule):
         self.total_steps = steps_per_epoch * cfg.epochs
         self.automatic_optimization = False  # we step per phase and control the schedule ourselves
         self.phases = method.phases or ("main",)
+        self.batches_done = 0  # in the current epoch
+        self._resume_rng: torch.Tensor | None = None  # the RNG state of a mid-epoch checkpoint, set on load
+        self._epoch_start, self._epoch_items = time.perf_counter(), 0
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         mcfg = self.method.config
@@ -175,9 +200,27 @@ class PretrainModule(L.LightningModule):
             return [make_optimizer(self.method.trainable_parameters(), mcfg)]
         return [make_optimizer(list(self.method.phase_parameters(p)), mcfg) for p in self.phases]
 
-    def on_train_epoch_start(self) -> None:
+    def on_train_epoch_start(self) -> None:  # not called when a run resumes in the middle of an epoch
         torch.manual_seed(self.cfg.seed * 1_000_003 + self.current_epoch * 101 + self.global_rank)
-        self._epoch_start, self._epoch_items = time.perf_counter(), 0
+        self._epoch_start, self._epoch_items, self.batches_done = time.perf_counter(), 0, 0
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # where in the epoch the run is, and the RNG state the next step's views draw from
+        checkpoint["selfsup_position"] = {"batches_done": self.batches_done, "rng": torch.get_rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        position = checkpoint.get("selfsup_position", {})
+        if 0 < position.get("batches_done", 0) < self.steps_per_epoch:
+            self.batches_done, self._resume_rng = position["batches_done"], position["rng"]
+
+    @property
+    def step_in_run(self) -> int:
+        return self.current_epoch * self.steps_per_epoch + self.batches_done
+
+    def on_train_start(self) -> None:
+        if self._resume_rng is not None:  # mid-epoch: go on drawing exactly where the stopped run was
+            torch.set_rng_state(self._resume_rng)
+            self._resume_rng = None
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         step = self.current_epoch * self.steps_per_epoch + batch_idx
@@ -203,6 +246,7 @@ class PretrainModule(L.LightningModule):
         self.log("train/lr", mcfg.lr * factor, on_step=True, on_epoch=False)
         self.method.after_step((step + 1) / self.total_steps)
         self._epoch_items += _batch_len(batch)
+        self.batches_done += 1
 
     def _stop_if_not_finite(self, loss: torch.Tensor, phase: str, step: int) -> None:
         if not torch.isfinite(loss):
@@ -241,17 +285,77 @@ def _batch_len(batch: Batch) -> int:
     return len(batch[0]) if isinstance(batch, (list, tuple)) else len(batch)
 
 
-class SaveLast(Callback):
-    """Write `last.ckpt` at the end of every epoch (atomically, through the trainer's checkpoint IO)."""
+class StopSignals:
+    """SIGTERM and SIGINT set a flag instead of killing the process: the `Checkpoints` callback then saves
+    at the current step and stops the run. A second signal of the same kind stops at once."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # asked twice: the user does not want to wait for the checkpoint
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    @contextmanager
+    def installed(self) -> Iterator["StopSignals"]:
+        if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread only
+            yield self
+            return
+        previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+
+class Checkpoints(Callback):
+    """Write `last.ckpt` (atomically, through the trainer's checkpoint IO, full state: optimizer and loops
+    too) at every epoch end, every `every_steps` steps or `every_minutes` minutes, and on a stop signal."""
+
+    def __init__(self, path: Path, every_steps: int, every_minutes: float, signals: StopSignals):
+        self.path, self.every_steps, self.every_minutes, self.signals = path, every_steps, every_minutes, signals
+        self.last_save = time.monotonic()
+
+    def save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self.last_save = time.monotonic()
+
+    def stop_requested(self, trainer: L.Trainer) -> bool:
+        """Whether any process got a signal (in DDP every rank must save and stop at the same step)."""
+        return bool(trainer.strategy.reduce_boolean_decision(self.signals.signum is not None, all=False))
+
+    def stop(self, trainer: L.Trainer, pl_module: "PretrainModule") -> None:
+        signum = self.signals.signum or signal.SIGTERM
+        raise RunInterrupted(
+            f"{signal.Signals(signum).name} at epoch {trainer.current_epoch}, step {pl_module.step_in_run}: "
+            f"checkpoint saved in {self.path}; continue with `selfsup pretrain --resume {self.path.parent.parent}`",
+            signum)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        if pl_module.batches_done >= pl_module.steps_per_epoch:
+            return  # the epoch end saves (and stops, when asked to) in a moment
+        if self.stop_requested(trainer):
+            self.save(trainer)
+            self.stop(trainer, pl_module)
+        by_steps = self.every_steps and pl_module.step_in_run % self.every_steps == 0
+        by_time = self.every_minutes and time.monotonic() - self.last_save >= 60 * self.every_minutes
+        if by_steps or by_time:
+            self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path, weights_only=False)  # full state: optimizer and loops too
+        self.save(trainer)
+        if self.stop_requested(trainer):
+            self.stop(trainer, pl_module)
 
 
 class _Throughput(Callback):
+    def __init__(self) -> None:
+        self.start, self.items = time.perf_counter(), 0  # a resume of a finished run never calls on_train_start
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.start, self.items = time.perf_counter(), 0
 
@@ -263,10 +367,16 @@ def pretrain(method: Method, data: DataSource, cfg: TrainConfig, run_dir: str | 
              resume: bool = False, config_record: dict | None = None) -> PretrainResult:
     """Train `method` on `data` (its `batch(index)` gives the raw batches) and write the run folder `run_dir`.
 
-    With `resume`, training continues from `run_dir/checkpoints/last.ckpt` up to `cfg.epochs`.
+    With `resume`, training continues from `run_dir/checkpoints/last.ckpt` up to `cfg.epochs`. The folder
+    is locked meanwhile (`RunFolder.locked`): a second run in it fails at once.
     """
     run = RunFolder(run_dir)
-    run.path.mkdir(parents=True, exist_ok=True)
+    with run.locked():
+        return fit_run(method, data, cfg, run, monitor, resume, config_record)
+
+
+def fit_run(method: Method, data: DataSource, cfg: TrainConfig, run: RunFolder, monitor: Monitor | None,
+            resume: bool, config_record: dict | None) -> PretrainResult:
     world = (cfg.devices if isinstance(cfg.devices, int) else 1) * cfg.num_nodes
     if len(data) // world < cfg.batch_size:
         raise SelfSupError(f"{len(data)} training items are fewer than one batch of {cfg.batch_size} per process; "
@@ -278,30 +388,59 @@ def pretrain(method: Method, data: DataSource, cfg: TrainConfig, run_dir: str | 
             raise SelfSupError(f"nothing to resume in {run.path}: no checkpoints/last.ckpt")
         ckpt_path = str(run.last_checkpoint)
     record = dict(config_record or {}, train=asdict(cfg), status="running")
+    run.remove_orphaned_temporaries()  # left by a process killed while writing
     run.write_config(record)
     if hasattr(data, "save_to"):
         data.save_to(run.path)  # e.g. a tokenizer that the run's weights depend on
+    earlier_metrics = run.read_metrics() if resume else []  # Lightning's CSV logger starts the file afresh
 
     module = PretrainModule(method, cfg, steps_per_epoch, monitor)
     throughput = _Throughput()
     bar = cfg.progress_bar and sys.stderr.isatty()  # a bar redrawn per step would fill a log file
+    signals = StopSignals()
     trainer = L.Trainer(
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, precision=cfg.precision, default_root_dir=str(run.path),
         logger=[CSVLogger(str(run.path), name="", version=""), TensorBoardLogger(str(run.path), name="", version="tb")],
-        callbacks=[SaveLast(run.last_checkpoint), throughput] + ([EpochLines()] if cfg.progress_bar and not bar else []),
-        plugins=[SafetensorsCheckpointIO()], enable_checkpointing=False,  # SaveLast writes last.ckpt
+        callbacks=[Checkpoints(run.last_checkpoint, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, signals),
+                   throughput] + ([EpochLines()] if cfg.progress_bar and not bar else []),
+        plugins=[SafetensorsCheckpointIO()], enable_checkpointing=False,  # Checkpoints writes last.ckpt
         enable_progress_bar=bar, enable_model_summary=False,
         num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps, use_distributed_sampler=False)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*Experiment logs directory.*")
-        trainer.fit(module, train_dataloaders=InMemoryBatches(data, cfg.batch_size, cfg.seed, module),
-                    ckpt_path=ckpt_path)
+    try:
+        with warnings.catch_warnings(), signals.installed():
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            warnings.filterwarnings("ignore", ".*Experiment logs directory.*")
+            trainer.fit(module, train_dataloaders=InMemoryBatches(data, cfg.batch_size, cfg.seed, module),
+                        ckpt_path=ckpt_path)
+    except SIGTERMException as e:  # Lightning's own SIGTERM path (a signal it saw between our checks)
+        stopped = RunInterrupted(f"SIGTERM at epoch {trainer.current_epoch}; the last checkpoint is "
+                                 f"{run.last_checkpoint}; continue with `selfsup pretrain --resume {run.path}`",
+                                 signal.SIGTERM)
+        record_stop(run, record, trainer, "interrupted", stopped)
+        raise stopped from e
+    except RunInterrupted as e:
+        record_stop(run, record, trainer, "interrupted", e)
+        raise
+    except BaseException as e:
+        record_stop(run, record, trainer, "failed", e)
+        raise
+    finally:
+        if trainer.is_global_zero and earlier_metrics:
+            run.prepend_metrics(earlier_metrics)
     seconds = time.perf_counter() - throughput.start
     final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if trainer.is_global_zero:
-        save_weights(method, run.weights)
-        run.write_config(dict(record, status="done", epochs_done=trainer.current_epoch, final_metrics=final))
+        digest = save_weights(method, run.weights)
+        run.write_config(dict(record, status="done", epochs_done=trainer.current_epoch, final_metrics=final,
+                              weights_sha256=digest))
     return PretrainResult(run.path, method, trainer.current_epoch, seconds, throughput.items / max(seconds, 1e-9), final,
                           trainer.is_global_zero)
+
+
+def record_stop(run: RunFolder, record: dict, trainer: L.Trainer, status: str, error: BaseException) -> None:
+    """config.json says why the run stopped (interrupted by a signal, or failed with an error), never
+    `running` forever after."""
+    if trainer.is_global_zero:
+        reason = " ".join(f"{type(error).__name__}: {error}".split())[:2000]
+        run.write_config(dict(record, status=status, reason=reason, epochs_done=trainer.current_epoch))

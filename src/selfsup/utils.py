@@ -1,6 +1,7 @@
 """Small helpers shared across the package."""
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -21,18 +22,46 @@ def move_to(batch: Any, device: torch.device | str) -> Any:
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call `write(tmp_path)`, then rename onto `path`: readers see the old file or the new, never half."""
+    """Call `write(tmp_path)`, fsync it, then rename onto `path` and fsync the folder: readers see the old
+    file or the new, never half, and the old one stays until the new one is on disk (a power cut included).
+
+    A full disk is a SelfSupError naming the folder; the previous file is untouched.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise disk_error(e, path) from e
     os.close(fd)
     try:
         write(tmp)
+        fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+        fsync_path(path.parent)
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise disk_error(e, path) from e
         raise
+
+
+def fsync_path(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def disk_error(error: OSError, path: Path) -> Exception:
+    """One clear line for a write that the disk refused (full, read-only, no permission)."""
+    from selfsup.errors import SelfSupError
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EROFS: "the file system is read-only"}.get(error.errno, error.strerror or str(error))
+    return SelfSupError(f"cannot write {path.name} in {path.parent}: {reason}; free space or choose another "
+                        f"folder (--run-dir); the previous {path.name}, if any, is intact")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -1,0 +1,178 @@
+"""A corpus of bad inputs a careful user or an operator may give: each ends in a SelfSupError, which the
+CLI prints as one line on stderr with exit code 2, naming the input and the fix. None may end in a
+traceback, and none may be accepted silently. The files are written here, by the tests.
+
+Most cases fail while the options are checked, before any data is read or any step is run, so the whole
+corpus runs in a few seconds; the CLI is called in-process (`main(argv)`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import selfsup.api as api
+from selfsup.cli import main
+from selfsup.errors import SelfSupError
+from conftest import TINY, synthetic_images
+
+TINY_SET = ["--set", json.dumps(TINY["encoder_kwargs"]).join(["encoder_kwargs=", ""])]
+
+
+def write(tmp: Path, name: str, content: str | bytes) -> str:
+    path = tmp / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return str(path)
+
+
+def tiny_npz(tmp: Path, labels: np.ndarray | None = None, name: str = "tiny.npz") -> str:
+    data = synthetic_images(n=128, classes=4)
+    path = tmp / name
+    np.savez(path, images=data.images.numpy(), labels=data.labels.numpy() if labels is None else labels)
+    return str(path)
+
+
+def config_file(tmp: Path, record) -> str:
+    return write(tmp, "config.json", json.dumps(record))
+
+
+def pretrain(*args: str) -> list[str]:
+    return ["pretrain", "rotation", "--no-progress", *args]
+
+
+# Each case: (id, argv built from a scratch folder, words the one-line error must contain).
+CASES = [
+    # --- numeric options: range, type, finiteness (--epochs 0 used to mean 10 epochs, -1 never ended) ------
+    ("epochs-0", lambda t: pretrain("--epochs", "0"), ["epochs=0", ">= 1"]),
+    ("epochs-negative", lambda t: pretrain("--epochs", "-1"), ["epochs=-1", ">= 1"]),
+    ("batch-size-0", lambda t: pretrain("--batch-size", "0"), ["batch_size=0", ">= 1"]),
+    ("pool-size-negative", lambda t: pretrain("--pool-size", "-5"), ["pool_size=-5", ">= 1"]),
+    ("pool-size-0", lambda t: pretrain("--pool-size", "0"), ["pool_size=0", ">= 1"]),
+    ("lr-0", lambda t: pretrain("--lr", "0"), ["lr=0.0", "> 0"]),
+    ("lr-negative", lambda t: pretrain("--lr", "-0.5"), ["lr=-0.5", "> 0"]),
+    ("lr-nan", lambda t: pretrain("--lr", "nan"), ["lr=nan", "finite"]),
+    ("lr-inf-set", lambda t: pretrain("--set", "lr=inf"), ["lr=inf", "finite"]),
+    ("lr-not-a-number", lambda t: pretrain("--set", "lr=fast"), ["lr='fast'"]),
+    ("seed-negative", lambda t: pretrain("--seed", "-1"), ["seed=-1", ">= 0"]),
+    ("test-seed-negative", lambda t: pretrain("--test-seed", "-2"), ["test_seed=-2", ">= 0"]),
+    ("weight-decay-negative", lambda t: pretrain("--set", "weight_decay=-0.1"), ["weight_decay=-0.1", ">= 0"]),
+    ("warmup-nan", lambda t: pretrain("--set", "warmup_epochs=nan"), ["warmup_epochs=nan", "finite"]),
+    ("sgd-momentum-1.5", lambda t: pretrain("--set", "momentum=1.5"), ["momentum=1.5", "[0, 1)"]),
+    ("temperature-0", lambda t: ["pretrain", "simclr", "--set", "temperature=0"], ["temperature=0.0", "> 0"]),
+    ("mask-ratio-1", lambda t: ["pretrain", "mae", "--set", "mask_ratio=1"], ["mask_ratio=1.0", "[0, 1)"]),
+    ("projection-dim-0", lambda t: ["pretrain", "simclr", "--set", "projection_dim=0"], ["projection_dim=0", ">= 1"]),
+    ("knn-every-negative", lambda t: pretrain("--train-set", "knn_every=-1"), ["knn_every=-1", ">= 0"]),
+    ("epochs-as-words", lambda t: pretrain("--train-set", "epochs=two"), ["epochs='two'"]),
+    ("bool-not-a-bool", lambda t: ["pretrain", "mae", "--set", "norm_pix_loss=maybe"], ["norm_pix_loss", "true or false"]),
+    # --- choices and structured options ------------------------------------------------------------------
+    ("betas-one", lambda t: pretrain("--set", "betas=[0.9]"), ["betas", "two numbers in [0, 1)"]),
+    ("betas-three", lambda t: pretrain("--set", "betas=[0.9, 0.99, 0.1]"), ["betas", "two numbers"]),
+    ("betas-above-1", lambda t: pretrain("--set", "betas=[0.9, 1.5]"), ["betas", "[0, 1)"]),
+    ("encoder-kwargs-misspelt", lambda t: pretrain("--set", 'encoder_kwargs={"widht": [8, 8, 8]}'),
+     ["widht", "Did you mean 'widths'"]),
+    ("encoder-kwargs-not-a-dict", lambda t: pretrain("--set", "encoder_kwargs=[8]"), ["encoder_kwargs", "dict"]),
+    ("encoder-unknown", lambda t: pretrain("--encoder", "resnet9000"), ["unknown encoder 'resnet9000'"]),
+    ("optimizer-unknown", lambda t: pretrain("--set", "optimizer=adagrad"), ["optimizer='adagrad'", "adam, adamw, sgd"]),
+    ("schedule-unknown", lambda t: pretrain("--set", "schedule=linear"), ["schedule='linear'", "cosine, constant"]),
+    ("precision-unknown", lambda t: pretrain("--precision", "17"), ["precision='17'", "32-true"]),
+    ("devices-0", lambda t: pretrain("--devices", "0"), ["devices=0", "count >= 1"]),
+    ("devices-word", lambda t: pretrain("--train-set", "devices=many"), ["devices='many'", '"auto"']),
+    ("accelerator-unknown", lambda t: pretrain("--accelerator", "quantum"), ["accelerator='quantum'", "cpu"]),
+    ("accelerator-gpu-without-gpu", lambda t: pretrain("--accelerator", "gpu"), ["accelerator='gpu'", "no GPU"]),
+    ("set-without-equals", lambda t: pretrain("--set", "lr"), ["KEY=VALUE"]),
+    ("method-option-unknown", lambda t: pretrain("--set", "lr_rate=0.1"), ["lr_rate", "Did you mean 'lr'"]),
+    ("train-option-unknown", lambda t: pretrain("--train-set", "epoch=1"), ["epoch", "Did you mean 'epochs'"]),
+    ("method-unknown", lambda t: ["pretrain", "rotaton"], ["unknown method 'rotaton'", "rotation"]),
+    # --- --config files: missing, malformed, wrongly shaped, wrong types, unknown keys ----------------------
+    ("config-missing", lambda t: pretrain("--config", str(t / "nope.json")), ["nope.json", "no such file"]),
+    ("config-malformed", lambda t: pretrain("--config", write(t, "c.json", '{"train": {"epochs": 2,')),
+     ["c.json", "not valid JSON", "line 1"]),
+    ("config-binary", lambda t: pretrain("--config", write(t, "c.json", bytes(range(256)) * 4)),
+     ["c.json", "not a text file"]),
+    ("config-a-list", lambda t: pretrain("--config", config_file(t, [1, 2])), ["JSON object", "not a list"]),
+    ("config-section-misspelt", lambda t: pretrain("--config", config_file(t, {"trian": {}})),
+     ["trian", "Did you mean 'train'"]),
+    ("config-train-not-a-dict", lambda t: pretrain("--config", config_file(t, {"train": [3]})),
+     ["train must be a JSON object"]),
+    ("config-train-key-unknown", lambda t: pretrain("--config", config_file(t, {"train": {"epoch": 2}})),
+     ["epoch", "Did you mean 'epochs'"]),
+    ("config-epochs-a-string", lambda t: pretrain("--config", config_file(t, {"train": {"epochs": "3"}})),
+     ["epochs='3'", "int"]),
+    ("config-epochs-a-bool", lambda t: pretrain("--config", config_file(t, {"train": {"epochs": True}})),
+     ["epochs=True", "int"]),
+    ("config-lr-a-string", lambda t: pretrain("--config", config_file(t, {"method_config": {"lr": "fast"}})),
+     ["lr='fast'", "float"]),
+    ("config-encoder-kwargs-misspelt", lambda t: pretrain("--config", config_file(
+        t, {"method_config": {"encoder_kwargs": {"widths": [8, 8, 8], "batchnorm": True}}})),
+     ["batchnorm", "Did you mean 'batch_norm'"]),
+    # --- data and run folders ------------------------------------------------------------------------------
+    ("data-missing-npz", lambda t: pretrain("--data", str(t / "none.npz")), ["none.npz", "does not exist"]),
+    ("resume-missing", lambda t: ["pretrain", "--resume", str(t / "nothing")], ["nothing", "not a run folder"]),
+    ("resume-config-not-json", lambda t: ["pretrain", "--resume", str(run_folder(t, "{not json"))],
+     ["config.json", "not valid JSON"]),
+    ("resume-config-without-method", lambda t: ["pretrain", "--resume", str(run_folder(t, json.dumps({"spec": {}})))],
+     ["config.json", "method"]),
+    ("evaluate-config-without-spec", lambda t: ["evaluate", str(run_folder(t, json.dumps(
+        {"method": "rotation", "method_config": {}})))], ["config.json", "spec"]),
+    ("evaluate-missing-run", lambda t: ["evaluate", str(t / "nowhere")], ["nowhere", "not a run folder"]),
+    # --- evaluation budgets -------------------------------------------------------------------------------
+    ("labels-per-class-0", lambda t: ["evaluate", str(t), "--labels-per-class", "0"], ["labels_per_class=0", ">= 1"]),
+    ("labels-per-class-negative", lambda t: ["evaluate", str(t), "--labels-per-class", "5", "-3"],
+     ["labels_per_class=-3", ">= 1"]),
+    ("label-fraction-0", lambda t: ["evaluate", str(t), "--label-fraction", "0"], ["label_fraction=0.0", "(0, 1]"]),
+    ("label-fraction-above-1", lambda t: ["evaluate", str(t), "--label-fraction", "1.5"], ["label_fraction=1.5", "(0, 1]"]),
+    ("label-fraction-nan", lambda t: ["evaluate", str(t), "--label-fraction", "nan"], ["label_fraction=nan", "(0, 1]"]),
+    ("seeds-negative", lambda t: ["evaluate", str(t), "--seeds", "-1"], ["seeds=-1", ">= 0"]),
+    ("report-missing-run", lambda t: ["report", str(t / "nowhere")], ["nowhere", "not a run folder"]),
+]
+
+
+def run_folder(tmp: Path, config_text: str) -> Path:
+    run = tmp / "run"
+    run.mkdir(exist_ok=True)
+    (run / "config.json").write_text(config_text)
+    return run
+
+
+@pytest.mark.parametrize("argv, words", [pytest.param(argv, words, id=name) for name, argv, words in CASES])
+def test_a_bad_input_ends_in_one_clear_line_and_exit_code_2(argv, words, tmp_path, capsys, monkeypatch):
+    if "--accelerator" in argv(tmp_path) and "gpu" in argv(tmp_path) and torch.cuda.is_available():
+        pytest.skip("a GPU is visible here, so --accelerator gpu is a good input (counted skip)")
+    monkeypatch.chdir(tmp_path)  # a run folder a case might start would land in the scratch folder
+    capsys.readouterr()
+    code = main(argv(tmp_path))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("selfsup: error: ") and err.count("\n") == 1, err
+    for word in words:
+        assert word in err, f"{word!r} not in {err!r}"
+    assert not (tmp_path / "runs").exists()  # it failed before it made a run folder
+
+
+def test_the_corpus_is_large_and_every_case_is_named_once():
+    names = [name for name, _, _ in CASES] + [name for name, _ in API_CASES]
+    assert len(names) >= 40 and len(set(names)) == len(names)
+
+
+# Inputs only the Python API can give (the CLI's parser types them).
+API_CASES = [
+    ("labels-per-class-none", lambda: api.evaluate("run", labels_per_class=None)),
+    ("labels-per-class-empty", lambda: api.evaluate("run", labels_per_class=[])),
+    ("seeds-empty", lambda: api.evaluate("run", seeds=[])),
+    ("seeds-none", lambda: api.evaluate("run", seeds=None)),
+    ("epochs-a-float", lambda: api.pretrain("rotation", epochs=2.5)),
+    ("pool-size-a-string", lambda: api.pretrain("rotation", pool_size="all")),
+    ("train-not-a-dict-value", lambda: api.pretrain("rotation", train={"batch_size": [64]})),
+]
+
+
+@pytest.mark.parametrize("call", [pytest.param(call, id=name) for name, call in API_CASES])
+def test_a_bad_api_argument_raises_a_selfsup_error_before_any_work(call, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SelfSupError):
+        call()
+    assert not (tmp_path / "runs").exists()

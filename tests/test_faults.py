@@ -1,0 +1,208 @@
+"""Faults an operator meets: signals, kills at any step, a kill during a checkpoint write, a full disk.
+
+Each run here is the tiny rotation task (4 steps per epoch), so a whole fault-and-resume cycle takes a
+second or two. "Bit-identical" means torch.equal on every tensor of the method's state.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import signal
+
+import pytest
+import torch
+
+import selfsup.runs
+import selfsup.train
+from selfsup.errors import RunInterrupted, SelfSupError
+from selfsup.methods import build_method
+from selfsup.runs import RunFolder, load_checkpoint
+from selfsup.train import TrainConfig
+from selfsup.train import pretrain as fit
+from conftest import TINY, synthetic_images
+
+QUIET = {"progress_bar": False, "knn_every": 0}
+DATA = synthetic_images(n=256, classes=4)  # 4 steps per epoch at batch 64
+EPOCHS = 3
+
+
+def run_fit(run_dir, resume=False, **train):
+    torch.manual_seed(0)
+    method = build_method("rotation", DATA.spec, **TINY)
+    return fit(method, DATA, TrainConfig(**{"epochs": EPOCHS, "batch_size": 64, "seed": 0} | QUIET | train), run_dir,
+               resume=resume)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The uninterrupted run every resumed run must equal, bit for bit."""
+    return run_fit(tmp_path_factory.mktemp("straight") / "run").method.state_dict()
+
+
+def assert_bit_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def fault_at_step(monkeypatch, step: int, fault) -> None:
+    """Call `fault()` right after training step `step` (counted over the whole run, from 1)."""
+    real, calls = selfsup.train.PretrainModule.training_step, []
+
+    def training_step(self, batch, batch_idx):
+        real(self, batch, batch_idx)
+        calls.append(1)
+        if len(calls) == step:
+            fault()
+
+    monkeypatch.setattr(selfsup.train.PretrainModule, "training_step", training_step)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_epoch_saves_at_that_step_stops_non_zero_and_resume_is_bit_identical(
+        signum, code, straight, tmp_path, monkeypatch):
+    fault_at_step(monkeypatch, 6, lambda: os.kill(os.getpid(), signum))  # epoch 1, its 2nd batch
+    with pytest.raises(RunInterrupted) as stopped:
+        run_fit(tmp_path / "run")
+    assert stopped.value.exit_code == code and signal.Signals(signum).name in str(stopped.value)
+    assert signal.getsignal(signum) is not None and signal.getsignal(signum) != selfsup.train.StopSignals._handle
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert state["selfsup_position"]["batches_done"] == 2 and state["epoch"] == 1
+    record = RunFolder(tmp_path / "run").read_config()
+    assert record["status"] == "interrupted" and "RunInterrupted" in record["reason"]
+    monkeypatch.undo()
+    resumed = run_fit(tmp_path / "run", resume=True)
+    assert_bit_identical(straight, resumed.method.state_dict())
+    assert RunFolder(tmp_path / "run").read_config()["status"] == "done"
+
+
+def test_step_checkpoints_let_a_crash_at_a_random_step_resume_bit_identical(straight, tmp_path, monkeypatch):
+    # after the first epoch, and so that the last step-checkpoint (one step before) is not an epoch end
+    crash_step = random.Random(12).choice([6, 7, 10, 11])
+
+    def crash():
+        raise RuntimeError("simulated crash")
+
+    fault_at_step(monkeypatch, crash_step, crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_fit(tmp_path / "run", checkpoint_every_steps=1)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert 0 < state["selfsup_position"]["batches_done"] < 4  # a mid-epoch checkpoint
+    record = RunFolder(tmp_path / "run").read_config()
+    assert record["status"] == "failed" and "simulated crash" in record["reason"]
+    monkeypatch.undo()
+    assert_bit_identical(straight, run_fit(tmp_path / "run", resume=True).method.state_dict())
+
+
+def test_resume_keeps_the_earlier_rows_of_metrics_csv(tmp_path, monkeypatch):
+    fault_at_step(monkeypatch, 6, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(RunInterrupted):
+        run_fit(tmp_path / "run", log_every_n_steps=1)
+    before = RunFolder(tmp_path / "run").read_metrics()
+    assert any(row.get("epoch") == "0" for row in before)
+    monkeypatch.undo()
+    run_fit(tmp_path / "run", resume=True, log_every_n_steps=1)
+    after = RunFolder(tmp_path / "run").read_metrics()
+    assert after[:len(before)] == [dict(row, **{k: "" for k in after[0] if k not in row}) for row in before]
+    assert {row["epoch"] for row in after} >= {"0", "1", "2"}
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    run_fit(tmp_path / "run")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    previous = last.read_bytes()
+
+    def killed_mid_write(tensors, path, metadata=None):
+        with open(path, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise KeyboardInterrupt  # the process dies here, after part of the new file was written
+
+    monkeypatch.setattr(selfsup.runs, "save_file", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        selfsup.runs.save_checkpoint({"w": torch.ones(2)}, last)
+    assert last.read_bytes() == previous and load_checkpoint(last)["global_step"] == 12
+    orphan = last.parent / ".last.ckpt.abc123.tmp"  # what a SIGKILL mid-write would leave
+    orphan.write_bytes(b"half")
+    monkeypatch.undo()
+    run_fit(tmp_path / "run", resume=True)
+    assert not orphan.exists()
+
+
+def test_a_full_disk_while_checkpointing_is_one_clear_error_and_the_last_checkpoint_stays(tmp_path, monkeypatch):
+    run_fit(tmp_path / "run")
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    previous = last.read_bytes()
+
+    def disk_full(tensors, path, metadata=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(selfsup.runs, "save_file", disk_full)
+    with pytest.raises(SelfSupError, match=r"cannot write last.ckpt in .*checkpoints: the disk is full"):
+        run_fit(tmp_path / "run", resume=True, epochs=EPOCHS + 1)
+    assert last.read_bytes() == previous
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["status"] == "failed" and "disk is full" in record["reason"]
+
+
+# --- run folders: one run at a time, never silently overwritten, weights checked on load ------------------------
+def test_a_second_run_in_a_locked_folder_fails_fast_naming_the_holder(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    with run.locked():
+        import subprocess
+        import sys
+        code = ("import sys; from selfsup.runs import RunFolder\n"
+                "try:\n    RunFolder(sys.argv[1]).locked().__enter__()\n"
+                "except Exception as e:\n    print(e)")
+        out = subprocess.run([sys.executable, "-c", code, str(run.path)], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)), timeout=120).stdout
+        assert f"in use by another selfsup run (PID {os.getpid()})" in out
+        with run.locked():  # the holder itself may re-enter (the API locks, then the trainer)
+            pass
+    with run.locked():  # released when the holder is done
+        pass
+
+
+def test_a_finished_run_is_not_overwritten_without_overwrite(tmp_path, capsys):
+    import numpy as np
+    from selfsup.cli import main
+    data = tmp_path / "tiny.npz"
+    np.savez(data, images=DATA.images.numpy(), labels=DATA.labels.numpy())
+    argv = ["pretrain", "rotation", "--data", str(data), "--epochs", "1", "--batch-size", "64", "--no-progress",
+            "--run-dir", str(tmp_path / "run"), "--set", 'encoder_kwargs={"widths": [8, 8, 8]}',
+            "--train-set", "knn_every=0"]
+    assert main(argv) == 0
+    weights = (tmp_path / "run" / "method.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 2
+    assert "already holds a run (status done)" in capsys.readouterr().err
+    assert (tmp_path / "run" / "method.safetensors").read_bytes() == weights
+    assert main(argv + ["--overwrite", "--seed", "1"]) == 0
+    assert (tmp_path / "run" / "method.safetensors").read_bytes() != weights
+
+
+def test_changed_or_non_finite_weights_are_refused_on_load(tmp_path):
+    from dataclasses import asdict
+    result = run_fit(tmp_path / "run")
+    folder = RunFolder(tmp_path / "run")  # what the API adds to config.json (fit alone does not know the name)
+    folder.write_config(folder.read_config() | {"method": "rotation", "method_config": asdict(result.method.config),
+                                                "spec": asdict(DATA.spec)})
+    selfsup.runs.load_run(folder.path)  # loads while the bytes match the recorded SHA-256
+    weights = tmp_path / "run" / "method.safetensors"
+    with pytest.raises(SelfSupError, match="SHA-256"):  # a flipped byte in a tensor evaluates at chance otherwise
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 0xFF
+        weights.write_bytes(bytes(data))
+        selfsup.runs.load_run(tmp_path / "run")
+    model = build_method("rotation", DATA.spec, **TINY)
+    state = model.state_dict()
+    next(v for v in state.values() if v.is_floating_point())[0] = float("nan")
+    selfsup.runs.save_checkpoint({"state_dict": state}, tmp_path / "nan.safetensors")
+    with pytest.raises(SelfSupError, match="non-finite weights"):
+        selfsup.runs.load_weights(model, tmp_path / "nan.safetensors")
+    renamed = {k + "_renamed": v for k, v in build_method("rotation", DATA.spec, **TINY).state_dict().items()}
+    selfsup.runs.save_checkpoint({"state_dict": renamed}, tmp_path / "renamed.safetensors")
+    with pytest.raises(SelfSupError, match="does not fit the method"):
+        selfsup.runs.load_weights(model, tmp_path / "renamed.safetensors")
