@@ -43,10 +43,18 @@ def test_balance_keeps_big_categories_and_draws_equal_counts():
 
 
 def test_token_tensors_pack_exactly():
-    out = token_tensors([[5, 6, 7], list(range(8, 18))], seq_len=9)  # segment length S = (9 - 3) // 2 = 3
+    out = token_tensors([[5, 6, 7], list(range(8, 18))], seq_len=9)  # pair window W = 9 - 3 = 6
     assert out["input_ids"].tolist() == [[1, 5, 6, 7, 2, 0, 0, 0, 0], [1, 8, 9, 10, 11, 12, 13, 14, 2]]
-    assert out["segments"].tolist() == [[[5, 6, 0], [7, 0, 0]], [[8, 9, 10], [11, 12, 13]]]
-    assert out["segment_lengths"].tolist() == [[2, 1], [3, 3]]
+    assert out["pair_tokens"].tolist() == [[5, 6, 7, 0, 0, 0], [12, 13, 14, 15, 16, 17]]  # the last W subwords
+    assert out["pair_word_starts"].tolist() == [[True] * 3 + [False] * 3, [True] * 6]
+
+
+def test_pair_window_ends_the_document_and_starts_on_a_word():
+    ids = [list(range(10, 20))]  # 10 subwords, window W = 6: the last 6 would start at 14, mid-word
+    starts = [[True, False, True, False, False, False, True, False, True, False]]  # words at 10, 12, 16, 18
+    out = token_tensors(ids, seq_len=9, word_starts=starts)
+    assert out["pair_tokens"].tolist() == [[16, 17, 18, 19, 0, 0]]  # the next word start, to the end
+    assert out["pair_word_starts"].tolist() == [[True, False, True, False, False, False]]
 
 
 CORPUS = ["the cat sat on the mat", "a dog barked at a cat", "x", "dogs and cats and mats",
@@ -60,11 +68,13 @@ def test_text_data_from_texts(tmp_path):
     assert data.texts[2] == "dogs and cats and mats"
     spec = data.spec
     assert (spec.modality, spec.seq_len, spec.num_classes, spec.vocab_size) == ("text", 16, 2, data.vocab_size)
-    assert spec.extra["segment_len"] == 6
+    assert spec.extra["pair_len"] == 13
     batch = data.batch(torch.tensor([0, 2]))
     assert batch["input_ids"].shape == (2, 16) and batch["input_ids"].dtype == torch.int64
     assert torch.equal(batch["attention_mask"], batch["input_ids"] != 0)
-    assert batch["segments"].shape == (2, 2, 6)
+    assert batch["pair_tokens"].shape == batch["pair_word_starts"].shape == (2, 13)
+    pieces = [data.tokenizer.id_to_token(int(t)) for t in batch["pair_tokens"][1] if t != 0]
+    assert [not p.startswith("##") for p in pieces] == batch["pair_word_starts"][1, :len(pieces)].tolist()
     assert data.tokenizer.decode(batch["input_ids"][1].tolist()) == "dogs and cats and mats"
     sub = data.subset(torch.tensor([4, 0]))
     assert sub.texts == [data.texts[4], data.texts[0]] and sub.labels.tolist() == [1, 0]

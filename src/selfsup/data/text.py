@@ -2,9 +2,10 @@
 
 A `TextData` keeps the whole corpus as token tensors in memory:
 - `input_ids` (N, L) int64: [CLS] subwords [SEP] [PAD]..., truncated to L = `seq_len` (MLM, CLM, probes);
-- `segments` (N, 2, S) int64 and `segment_lengths` (N, 2): the document's first 2S subwords cut in two
-  consecutive halves, S = (L - 3) // 2, so NSP/SOP methods build "[CLS] A [SEP] B [SEP]" pairs of
-  length <= L on the device (a "random segment from another document" comes from another row).
+- `pair_tokens` (N, L - 3) int64 and `pair_word_starts` (N, L - 3) bool: the document's last L - 3
+  subwords (starting on a word), and which of them start a whitespace-separated word. NSP/SOP methods
+  cut this window in two on the device, only where a word starts, into "[CLS] A [SEP] B [SEP]" pairs of
+  length <= L (`views.text.nsp_pairs`; a "segment from another document" comes from another row).
 `batch(index)` returns these as a dict of tensors; `spec` is a DataSpec(modality="text", ...).
 
 Fortunes: files in /usr/share/games/fortunes/, entries separated by lines holding only `%`. The
@@ -101,10 +102,36 @@ def pack_rows(flat: Tensor, starts: Tensor, lengths: Tensor, width: int, pad: in
     return torch.where(valid, flat[index] if len(flat) else torch.full_like(index, pad), torch.full_like(index, pad))
 
 
-def token_tensors(ids: list[list[int]], seq_len: int) -> dict[str, Tensor]:
-    """input_ids (N, seq_len) with [CLS]/[SEP], and two consecutive segments (N, 2, S) per document."""
+def next_word_start(word_starts: Tensor) -> Tensor:
+    """For each flat position k, the first position >= k that starts a word (len(word_starts) if none)."""
+    positions = torch.arange(len(word_starts))
+    marked = torch.where(word_starts, positions, torch.full_like(positions, len(word_starts)))
+    return marked.flip(0).cummin(0).values.flip(0)
+
+
+def pair_windows(lengths: Tensor, offsets: Tensor, word_starts: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """(start, length) of each document's last <= `width` subwords, moved to start on a word when it can.
+
+    The window ends where the document ends, so a sentence pair's B segment ends a document whether it is
+    the true continuation or another document's (a content cue the pair tasks would otherwise learn).
+    """
+    ends = offsets + lengths
+    start = offsets + (lengths - width).clamp(min=0)
+    if len(word_starts):
+        on_word = next_word_start(word_starts)[start.clamp(max=len(word_starts) - 1)]
+        start = torch.where(on_word <= ends - 2, on_word, start)  # keep >= 2 subwords: a pair needs them
+    return start, ends - start
+
+
+def token_tensors(ids: list[list[int]], seq_len: int, word_starts: list[list[bool]] | None = None) -> dict[str, Tensor]:
+    """input_ids (N, seq_len) with [CLS]/[SEP], and each document's pair window (N, seq_len - 3).
+
+    `word_starts` (per subword: does it start a word) defaults to every subword starting one.
+    """
     lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
     flat = torch.tensor(list(itertools.chain.from_iterable(ids)), dtype=torch.long)
+    flat_starts = (torch.ones(len(flat), dtype=torch.bool) if word_starts is None else
+                   torch.tensor(list(itertools.chain.from_iterable(word_starts)), dtype=torch.bool))
     offsets = torch.cumsum(lengths, 0) - lengths
     n = len(ids)
     # Single document: [CLS] body [SEP], body truncated to seq_len - 2.
@@ -113,13 +140,12 @@ def token_tensors(ids: list[list[int]], seq_len: int) -> dict[str, Tensor]:
     input_ids[:, 0] = CLS_ID
     input_ids[:, 1:seq_len - 1] = pack_rows(flat, offsets, body_len, seq_len - 2)
     input_ids[torch.arange(n), body_len + 1] = SEP_ID
-    # Pairs: the first 2S subwords cut in the middle, so [CLS] A [SEP] B [SEP] fits in seq_len.
-    seg = (seq_len - 3) // 2
-    used = lengths.clamp(max=2 * seg)
-    first = (used + 1) // 2
-    second = used - first
-    segments = torch.stack([pack_rows(flat, offsets, first, seg), pack_rows(flat, offsets + first, second, seg)], 1)
-    return {"input_ids": input_ids, "segments": segments, "segment_lengths": torch.stack([first, second], 1)}
+    # Pairs: the window that "[CLS] A [SEP] B [SEP]" cuts in two on the device (views.text.nsp_pairs).
+    width = seq_len - 3
+    start, length = pair_windows(lengths, offsets, flat_starts, width)
+    pair_word_starts = pack_rows(flat_starts.long(), start, length, width, pad=0).bool()
+    return {"input_ids": input_ids, "pair_tokens": pack_rows(flat, start, length, width),
+            "pair_word_starts": pair_word_starts}
 
 
 # --- the data object --------------------------------------------------------------------------------
@@ -128,8 +154,8 @@ class TextData:
     """A tokenized corpus in memory, with optional int64 labels (N,) and the tokenizer (as JSON)."""
 
     input_ids: Tensor
-    segments: Tensor
-    segment_lengths: Tensor
+    pair_tokens: Tensor
+    pair_word_starts: Tensor
     labels: Tensor | None
     classes: list[str]
     tokenizer_json: str
@@ -148,7 +174,7 @@ class TextData:
 
         Documents with fewer than 2 subwords are dropped: they cannot make two segments.
         """
-        from selfsup.text.tokenizer import encode, train_tokenizer
+        from selfsup.text.tokenizer import encode_with_word_starts, train_tokenizer
 
         if seq_len < 7:
             raise SelfSupError(f"seq_len must be at least 7 to hold a segment pair, got {seq_len}")
@@ -156,11 +182,11 @@ class TextData:
             raise SelfSupError(f"{name}: no text documents found")
         if tokenizer is None:
             tokenizer = train_tokenizer(texts, vocab_size)
-        ids = encode(tokenizer, texts)
+        ids, word_starts = encode_with_word_starts(tokenizer, texts)
         keep = [i for i, x in enumerate(ids) if len(x) >= 2]
         if not keep:
             raise SelfSupError(f"{name}: every document is shorter than 2 subwords")
-        tensors = token_tensors([ids[i] for i in keep], seq_len)
+        tensors = token_tensors([ids[i] for i in keep], seq_len, [word_starts[i] for i in keep])
         kept_labels = None if labels is None else torch.tensor([labels[i] for i in keep], dtype=torch.long)
         return cls(labels=kept_labels, classes=list(classes or []), tokenizer_json=tokenizer.to_str(),
                    texts=[texts[i] for i in keep], name=name, **tensors)
@@ -186,11 +212,11 @@ class TextData:
     @property
     def spec(self) -> DataSpec:
         return DataSpec("text", channels=0, height=0, width=0, vocab_size=self.vocab_size, seq_len=self.seq_len,
-                        num_classes=len(self.classes), extra={"segment_len": self.segments.shape[2]})
+                        num_classes=len(self.classes), extra={"pair_len": self.pair_tokens.shape[1]})
 
     def subset(self, index: Tensor, name: str | None = None) -> "TextData":
         index = torch.as_tensor(index, dtype=torch.long)
-        out = TextData(self.input_ids[index], self.segments[index], self.segment_lengths[index],
+        out = TextData(self.input_ids[index], self.pair_tokens[index], self.pair_word_starts[index],
                        None if self.labels is None else self.labels[index], list(self.classes),
                        self.tokenizer_json, [self.texts[i] for i in index.tolist()] if self.texts else [],
                        name or self.name)
@@ -202,7 +228,7 @@ class TextData:
         """The raw batch a text method's `loss` receives (a dict of tensors; the trainer moves it to device)."""
         input_ids = self.input_ids[index]
         return {"input_ids": input_ids, "attention_mask": input_ids != PAD_ID,
-                "segments": self.segments[index], "segment_lengths": self.segment_lengths[index]}
+                "pair_tokens": self.pair_tokens[index], "pair_word_starts": self.pair_word_starts[index]}
 
     def labeled_batch(self, index: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         assert self.labels is not None, f"{self.name} has no labels"
