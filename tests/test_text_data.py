@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from selfsup.data.registry import DATASETS
-from selfsup.data.text import (FORTUNE_DIR, TextData, balance_categories, fortunes, parse_fortunes,
+from selfsup.data.text import (FORTUNE_DIR, TextData, balance_categories, fortunes, parse_fortunes, parse_paragraphs,
                                read_fortune_categories, text_files, token_tensors)
 from selfsup.errors import SelfSupError
 from selfsup.text.tokenizer import load_tokenizer
@@ -108,3 +108,59 @@ def test_fortunes_dataset_is_registered_and_balanced():
     assert len(data.classes) >= 10 and "pratchett" not in data.classes
     assert counts.max() == 50 and counts.min() >= 48  # only 1-subword entries may be dropped
     assert data.input_ids.shape[1] == 64
+
+
+# --- bad text: skipped and reported, never a traceback ------------------------------------------------
+def write_bad_files(folder) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "blank.txt").write_bytes(b" \n\n\t\n")
+    (folder / "random.txt").write_bytes(bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist()))
+    (folder / "program").write_bytes(b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 56 + b"\x48\x89\xe5\xc3" * 64)
+    (folder / "huge.txt").write_bytes(b"word " * 30_000)  # one 150,000-byte line
+
+
+def test_bad_files_are_skipped_counted_and_named(tmp_path):
+    write_bad_files(tmp_path / "notes")
+    (tmp_path / "notes" / "good.txt").write_text("a cat sat on the mat\n\nthe dog barked at it\n")
+    (tmp_path / "notes" / "latin.txt").write_bytes(b"caf\xe9 au lait\n\nna\xefve art\n")
+    with pytest.warns(UserWarning) as caught:
+        splits = text_files(tmp_path / "notes", seq_len=16, vocab_size=80)
+    reading = splits.reading
+    reasons = {line.split(": ", 1)[0].rsplit("/", 1)[1]: line.split(": ", 1)[1] for line in reading.skipped}
+    assert reasons.keys() == {"empty.txt", "blank.txt", "random.txt", "program", "huge.txt"}
+    assert reasons["empty.txt"] == reasons["blank.txt"] == "empty"
+    assert reasons["random.txt"].startswith("binary") and "NUL" in reasons["program"]
+    assert "huge line" in reasons["huge.txt"] and "149,999 characters" in reasons["huge.txt"]  # stripped
+    assert (reading.files, reading.documents, len(splits.train)) == (2, 4, 4)
+    assert "caf\u00e9 au lait" in splits.train.texts  # invalid UTF-8 read as Latin-1, and said so
+    assert any("latin.txt: not valid UTF-8" in note for note in reading.notes)
+    assert reading.as_record()["skipped"] == 5 and "skipped 5 file(s)" in reading.summary
+    assert any("skipped 5 file(s)" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("name", ["empty.txt", "random.txt", "program", "huge.txt"])
+def test_a_single_bad_file_gets_a_clear_error(tmp_path, name):
+    write_bad_files(tmp_path)
+    with pytest.warns(UserWarning), pytest.raises(SelfSupError, match="no text documents .* skipped"):
+        text_files(tmp_path / name, seq_len=16)
+
+
+def test_a_folder_of_only_bad_files_says_what_was_skipped(tmp_path):
+    write_bad_files(tmp_path / "pos")
+    with pytest.warns(UserWarning), pytest.raises(SelfSupError, match="5 file.s. skipped"):
+        text_files(tmp_path, seq_len=16)
+
+
+def test_one_bad_byte_changes_only_its_own_paragraph():
+    data = "na\u00efve\n\n".encode() + b"caf\xe9\n"
+    assert parse_paragraphs(data) == ["na\u00efve", "caf\u00e9"]
+
+
+def test_fortune_folder_skips_binary_and_empty_files(tmp_path):
+    (tmp_path / "jokes").write_bytes(b"a\n%\nb\n")
+    write_bad_files(tmp_path / "x")
+    for f in (tmp_path / "x").iterdir():
+        f.rename(tmp_path / f.name.replace(".txt", ""))
+    with pytest.warns(UserWarning, match="skipped 5 file"):
+        assert read_fortune_categories(tmp_path) == {"jokes": ["a", "b"]}

@@ -16,6 +16,7 @@ random (seeded), so classes are balanced; texts are truncated to 64 subwords.
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,11 @@ from selfsup.text.tokenizer import CLS_ID, PAD_ID, SEP_ID
 
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
 TEXT_SUFFIXES = {"", ".txt", ".text", ".md"}
+# Control bytes that text does not hold (tab, newline, vertical tab, form feed and carriage return are
+# allowed). Random bytes hold about 11%, an ELF binary about 38% and NUL bytes, Debian's fortunes < 0.2%.
+CONTROL_BYTES = bytes([*range(0, 9), *range(14, 32), 127])
+MAX_CONTROL_SHARE = 0.05
+MAX_DOCUMENT_CHARS = 100_000  # a "paragraph" this long is one huge line (a dump, minified data), not prose
 
 
 # --- parsing ---------------------------------------------------------------------------------------
@@ -61,9 +67,88 @@ def parse_paragraphs(data: bytes) -> list[str]:
     """Documents of a plain text file: fortune-style `%` entries if it has any, else blank-line paragraphs."""
     if any(line.strip() == b"%" for line in data.splitlines()):
         return parse_fortunes(data)
-    text = decode_text(data).replace("\r\n", "\n")
-    paragraphs = (p.strip() for p in text.split("\n\n"))
+    # Split the bytes, then decode each paragraph: one bad byte makes only its own paragraph Latin-1.
+    paragraphs = (decode_text(p).strip() for p in data.replace(b"\r\n", b"\n").split(b"\n\n"))
     return [p for p in paragraphs if p]
+
+
+def binary_reason(data: bytes) -> str | None:
+    """Why `data` is not text (NUL bytes, or too many control bytes), or None when it looks like text."""
+    if b"\x00" in data:
+        return "binary (it holds NUL bytes), not text"
+    share = (len(data) - len(data.translate(None, CONTROL_BYTES))) / max(len(data), 1)
+    if share > MAX_CONTROL_SHARE:
+        return f"binary ({share:.0%} control bytes), not text"
+    return None
+
+
+@dataclass
+class TextReading:
+    """How the user's text files were read: documents kept, files skipped and why, notes (warnings given).
+
+    The text counterpart of `data.folder.Reading`: a run folder records `as_record()` and the skipped files.
+    """
+
+    root: str
+    documents: int = 0
+    files: int = 0
+    skipped: list[str] = field(default_factory=list)  # "path: reason", one per file left out
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        line = f"read {self.documents} documents from {self.files} text file(s) in {self.root}"
+        return line + (f"; skipped {len(self.skipped)} file(s)" if self.skipped else "")
+
+    def as_record(self) -> dict:
+        return {"documents": self.documents, "files": self.files, "skipped": len(self.skipped),
+                "notes": list(self.notes)}
+
+    def read(self, path: Path, parse=parse_paragraphs, note_latin1: bool = True) -> list[str]:
+        """The documents of one file; a file that cannot be text is skipped, recorded, and gives none."""
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            return self.skip(path, f"unreadable ({e.strerror or e})")
+        reason = "empty" if not data.strip() else binary_reason(data)
+        if reason:
+            return self.skip(path, reason)
+        documents = parse(data)
+        huge = [d for d in documents if len(d) > MAX_DOCUMENT_CHARS]
+        if huge and len(huge) == len(documents):
+            return self.skip(path, f"one huge line or paragraph ({len(huge[0]):,} characters, over "
+                                   f"{MAX_DOCUMENT_CHARS:,}); split it into paragraphs with blank lines")
+        if huge:
+            self.notes.append(f"{path}: left out {len(huge)} paragraph(s) over {MAX_DOCUMENT_CHARS:,} characters")
+        if note_latin1 and not is_utf8(data):
+            self.notes.append(f"{path}: not valid UTF-8; documents that are not were read as Latin-1")
+        self.files += 1
+        kept = [d for d in documents if len(d) <= MAX_DOCUMENT_CHARS]
+        self.documents += len(kept)
+        return kept
+
+    def skip(self, path: Path, reason: str) -> list[str]:
+        self.skipped.append(f"{path}: {reason}")
+        return []
+
+    def warn(self) -> None:
+        """One warning per note and one for the skipped files (the first few named)."""
+        shown = "; ".join(self.skipped[:5]) + (f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else "")
+        for note in self.notes + ([f"skipped {len(self.skipped)} file(s) in {self.root}: {shown}"] if self.skipped else []):
+            warnings.warn(note, stacklevel=3)
+
+    def nothing_read(self) -> SelfSupError:
+        first = f"; the first skipped: {self.skipped[0]}" if self.skipped else ""
+        return SelfSupError(f"no text documents in {self.root}: {len(self.skipped)} file(s) skipped{first}. "
+                            f"Give UTF-8 (or Latin-1) text files, documents separated by blank lines or `%` lines")
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_fortune_categories(root: str | Path = FORTUNE_DIR) -> dict[str, list[str]]:
@@ -73,7 +158,10 @@ def read_fortune_categories(root: str | Path = FORTUNE_DIR) -> dict[str, list[st
         raise SelfSupError(f"fortunes not found at {root}; install them with "
                            f"`sudo apt-get install fortunes fortunes-min` (Debian/Ubuntu)")
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix == "")
-    return {p.name: parse_fortunes(p.read_bytes()) for p in files}
+    reading = TextReading(str(root))  # old fortune files are Latin-1 by design: no note for that
+    categories = {p.name: reading.read(p, parse_fortunes, note_latin1=False) for p in files}
+    reading.warn()
+    return {name: entries for name, entries in categories.items() if entries}
 
 
 def balance_categories(by_category: dict[str, list[str]], min_entries: int, per_class: int,
@@ -258,24 +346,31 @@ def text_files(path: str | Path, seq_len: int = 64, vocab_size: int = 4000, toke
     """The user's text: a file or a flat folder (unlabeled), or a folder with one subfolder per class.
 
     Each file is cut into documents: fortune-style `%` entries when it has them, else blank-line paragraphs.
+    Files that cannot be text (empty, unreadable, binary, one huge line) are skipped with a warning and
+    listed in the returned splits' `reading` (a `TextReading`); none left raises a SelfSupError.
     """
     path = Path(path)
     if not path.exists():
         raise SelfSupError(f"no such text file or folder: {path}")
+    reading = TextReading(str(path))
+    labels, classes = None, []
     if path.is_file():
-        texts, labels, classes = parse_paragraphs(path.read_bytes()), None, []
+        texts = reading.read(path)
     else:
         class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
         if class_dirs:
             texts, labels, classes = [], [], [d.name for d in class_dirs]
             for label, d in enumerate(class_dirs):
-                docs = [t for f in _text_files_in(d) for t in parse_paragraphs(f.read_bytes())]
+                docs = [t for f in _text_files_in(d) for t in reading.read(f)]
                 texts += docs
                 labels += [label] * len(docs)
         else:
-            texts = [t for f in _text_files_in(path) for t in parse_paragraphs(f.read_bytes())]
-            labels, classes = None, []
-    return DatasetSplits(TextData.from_texts(texts, labels, classes, tokenizer, seq_len, vocab_size, path.name), None)
+            texts = [t for f in _text_files_in(path) for t in reading.read(f)]
+    reading.warn()
+    if not texts:
+        raise reading.nothing_read()
+    data = TextData.from_texts(texts, labels, classes, tokenizer, seq_len, vocab_size, path.name)
+    return DatasetSplits(data, None, reading)
 
 
 def _text_files_in(folder: Path) -> list[Path]:
