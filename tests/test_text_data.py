@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from selfsup.data.registry import DATASETS
-from selfsup.data.text import (FORTUNE_DIR, TextData, balance_categories, fortunes, parse_fortunes,
+from selfsup.data.text import (FORTUNE_DIR, TextData, balance_categories, fortunes, parse_fortunes, parse_paragraphs,
                                read_fortune_categories, text_files, token_tensors)
 from selfsup.errors import SelfSupError
 from selfsup.text.tokenizer import load_tokenizer
@@ -43,10 +43,18 @@ def test_balance_keeps_big_categories_and_draws_equal_counts():
 
 
 def test_token_tensors_pack_exactly():
-    out = token_tensors([[5, 6, 7], list(range(8, 18))], seq_len=9)  # segment length S = (9 - 3) // 2 = 3
+    out = token_tensors([[5, 6, 7], list(range(8, 18))], seq_len=9)  # pair window W = 9 - 3 = 6
     assert out["input_ids"].tolist() == [[1, 5, 6, 7, 2, 0, 0, 0, 0], [1, 8, 9, 10, 11, 12, 13, 14, 2]]
-    assert out["segments"].tolist() == [[[5, 6, 0], [7, 0, 0]], [[8, 9, 10], [11, 12, 13]]]
-    assert out["segment_lengths"].tolist() == [[2, 1], [3, 3]]
+    assert out["pair_tokens"].tolist() == [[5, 6, 7, 0, 0, 0], [12, 13, 14, 15, 16, 17]]  # the last W subwords
+    assert out["pair_word_starts"].tolist() == [[True] * 3 + [False] * 3, [True] * 6]
+
+
+def test_pair_window_ends_the_document_and_starts_on_a_word():
+    ids = [list(range(10, 20))]  # 10 subwords, window W = 6: the last 6 would start at 14, mid-word
+    starts = [[True, False, True, False, False, False, True, False, True, False]]  # words at 10, 12, 16, 18
+    out = token_tensors(ids, seq_len=9, word_starts=starts)
+    assert out["pair_tokens"].tolist() == [[16, 17, 18, 19, 0, 0]]  # the next word start, to the end
+    assert out["pair_word_starts"].tolist() == [[True, False, True, False, False, False]]
 
 
 CORPUS = ["the cat sat on the mat", "a dog barked at a cat", "x", "dogs and cats and mats",
@@ -60,11 +68,13 @@ def test_text_data_from_texts(tmp_path):
     assert data.texts[2] == "dogs and cats and mats"
     spec = data.spec
     assert (spec.modality, spec.seq_len, spec.num_classes, spec.vocab_size) == ("text", 16, 2, data.vocab_size)
-    assert spec.extra["segment_len"] == 6
+    assert spec.extra["pair_len"] == 13
     batch = data.batch(torch.tensor([0, 2]))
     assert batch["input_ids"].shape == (2, 16) and batch["input_ids"].dtype == torch.int64
     assert torch.equal(batch["attention_mask"], batch["input_ids"] != 0)
-    assert batch["segments"].shape == (2, 2, 6)
+    assert batch["pair_tokens"].shape == batch["pair_word_starts"].shape == (2, 13)
+    pieces = [data.tokenizer.id_to_token(int(t)) for t in batch["pair_tokens"][1] if t != 0]
+    assert [not p.startswith("##") for p in pieces] == batch["pair_word_starts"][1, :len(pieces)].tolist()
     assert data.tokenizer.decode(batch["input_ids"][1].tolist()) == "dogs and cats and mats"
     sub = data.subset(torch.tensor([4, 0]))
     assert sub.texts == [data.texts[4], data.texts[0]] and sub.labels.tolist() == [1, 0]
@@ -98,3 +108,59 @@ def test_fortunes_dataset_is_registered_and_balanced():
     assert len(data.classes) >= 10 and "pratchett" not in data.classes
     assert counts.max() == 50 and counts.min() >= 48  # only 1-subword entries may be dropped
     assert data.input_ids.shape[1] == 64
+
+
+# --- bad text: skipped and reported, never a traceback ------------------------------------------------
+def write_bad_files(folder) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "blank.txt").write_bytes(b" \n\n\t\n")
+    (folder / "random.txt").write_bytes(bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0)).tolist()))
+    (folder / "program").write_bytes(b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 56 + b"\x48\x89\xe5\xc3" * 64)
+    (folder / "huge.txt").write_bytes(b"word " * 30_000)  # one 150,000-byte line
+
+
+def test_bad_files_are_skipped_counted_and_named(tmp_path):
+    write_bad_files(tmp_path / "notes")
+    (tmp_path / "notes" / "good.txt").write_text("a cat sat on the mat\n\nthe dog barked at it\n")
+    (tmp_path / "notes" / "latin.txt").write_bytes(b"caf\xe9 au lait\n\nna\xefve art\n")
+    with pytest.warns(UserWarning) as caught:
+        splits = text_files(tmp_path / "notes", seq_len=16, vocab_size=80)
+    reading = splits.reading
+    reasons = {line.split(": ", 1)[0].rsplit("/", 1)[1]: line.split(": ", 1)[1] for line in reading.skipped}
+    assert reasons.keys() == {"empty.txt", "blank.txt", "random.txt", "program", "huge.txt"}
+    assert reasons["empty.txt"] == reasons["blank.txt"] == "empty"
+    assert reasons["random.txt"].startswith("binary") and "NUL" in reasons["program"]
+    assert "huge line" in reasons["huge.txt"] and "149,999 characters" in reasons["huge.txt"]  # stripped
+    assert (reading.files, reading.documents, len(splits.train)) == (2, 4, 4)
+    assert "caf\u00e9 au lait" in splits.train.texts  # invalid UTF-8 read as Latin-1, and said so
+    assert any("latin.txt: not valid UTF-8" in note for note in reading.notes)
+    assert reading.as_record()["skipped"] == 5 and "skipped 5 file(s)" in reading.summary
+    assert any("skipped 5 file(s)" in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("name", ["empty.txt", "random.txt", "program", "huge.txt"])
+def test_a_single_bad_file_gets_a_clear_error(tmp_path, name):
+    write_bad_files(tmp_path)
+    with pytest.warns(UserWarning), pytest.raises(SelfSupError, match="no text documents .* skipped"):
+        text_files(tmp_path / name, seq_len=16)
+
+
+def test_a_folder_of_only_bad_files_says_what_was_skipped(tmp_path):
+    write_bad_files(tmp_path / "pos")
+    with pytest.warns(UserWarning), pytest.raises(SelfSupError, match="5 file.s. skipped"):
+        text_files(tmp_path, seq_len=16)
+
+
+def test_one_bad_byte_changes_only_its_own_paragraph():
+    data = "na\u00efve\n\n".encode() + b"caf\xe9\n"
+    assert parse_paragraphs(data) == ["na\u00efve", "caf\u00e9"]
+
+
+def test_fortune_folder_skips_binary_and_empty_files(tmp_path):
+    (tmp_path / "jokes").write_bytes(b"a\n%\nb\n")
+    write_bad_files(tmp_path / "x")
+    for f in (tmp_path / "x").iterdir():
+        f.rename(tmp_path / f.name.replace(".txt", ""))
+    with pytest.warns(UserWarning, match="skipped 5 file"):
+        assert read_fortune_categories(tmp_path) == {"jokes": ["a", "b"]}

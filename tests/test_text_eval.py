@@ -57,7 +57,35 @@ def test_text_features_pool_cls_and_mean():
     assert torch.allclose(text_features(method, data, "cls"), hidden[:, 0], atol=1e-6)
     mean = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
     assert torch.allclose(text_features(method, data, "mean"), mean, atol=1e-6)
-    assert torch.allclose(text_features(method, data), hidden[:, 0], atol=1e-6)  # the encoder's default: cls
+    assert torch.allclose(text_features(method, data), mean, atol=1e-6)  # MLM's default: the mean
+
+
+@pytest.mark.parametrize("name", ["mlm", "clm", "mlm-nsp", "mlm-sop"])
+def test_language_models_pool_the_mean_of_non_pad_tokens_by_default(name):
+    """MLM trains no loss on [CLS] (and a decoder's [CLS] sees only itself): features average every real token."""
+    data = two_topics(8)
+    method = build_method(name, data.spec, **TINY).eval()
+    hidden = method.encoder.hidden_states(method.encoder_input(data.batch(torch.arange(8)))).detach()
+    real = data.input_ids != 0
+    explicit = torch.stack([hidden[i, real[i]].mean(0) for i in range(8)])  # a plain loop as the reference
+    assert real.sum(1).min() < real.shape[1]  # some padding, so the mean must skip it
+    assert torch.allclose(text_features(method, data), explicit, atol=1e-5)
+    assert not torch.allclose(text_features(method, data), hidden[:, 0], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["nsp", "sop"])
+def test_pair_tasks_feed_segment_a_and_pool_cls(name):
+    """The pair classifier reads [CLS]; a single document is segment A (token type 0), as in pretraining."""
+    data = two_topics(8)
+    method = build_method(name, data.spec, **TINY).eval()
+    with torch.no_grad():
+        method.encoder.blocks["embed"].token_type.weight[0].copy_(torch.linspace(-1, 1, method.encoder.dim))
+    x = {"input_ids": data.input_ids, "attention_mask": data.input_ids != 0,
+         "token_type_ids": torch.zeros_like(data.input_ids)}
+    hidden = method.encoder.hidden_states(x).detach()
+    assert torch.allclose(text_features(method, data), hidden[:, 0], atol=1e-6)
+    without_types = method.encoder.hidden_states({k: v for k, v in x.items() if k != "token_type_ids"})
+    assert not torch.allclose(text_features(method, data), without_types[:, 0].detach(), atol=1e-3)
 
 
 def test_label_sweep_runs_every_protocol_per_budget_and_seed():

@@ -2,9 +2,10 @@
 
 A `TextData` keeps the whole corpus as token tensors in memory:
 - `input_ids` (N, L) int64: [CLS] subwords [SEP] [PAD]..., truncated to L = `seq_len` (MLM, CLM, probes);
-- `segments` (N, 2, S) int64 and `segment_lengths` (N, 2): the document's first 2S subwords cut in two
-  consecutive halves, S = (L - 3) // 2, so NSP/SOP methods build "[CLS] A [SEP] B [SEP]" pairs of
-  length <= L on the device (a "random segment from another document" comes from another row).
+- `pair_tokens` (N, L - 3) int64 and `pair_word_starts` (N, L - 3) bool: the document's last L - 3
+  subwords (starting on a word), and which of them start a whitespace-separated word. NSP/SOP methods
+  cut this window in two on the device, only where a word starts, into "[CLS] A [SEP] B [SEP]" pairs of
+  length <= L (`views.text.nsp_pairs`; a "segment from another document" comes from another row).
 `batch(index)` returns these as a dict of tensors; `spec` is a DataSpec(modality="text", ...).
 
 Fortunes: files in /usr/share/games/fortunes/, entries separated by lines holding only `%`. The
@@ -15,6 +16,7 @@ random (seeded), so classes are balanced; texts are truncated to 64 subwords.
 from __future__ import annotations
 
 import itertools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,11 @@ from selfsup.text.tokenizer import CLS_ID, PAD_ID, SEP_ID
 
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
 TEXT_SUFFIXES = {"", ".txt", ".text", ".md"}
+# Control bytes that text does not hold (tab, newline, vertical tab, form feed and carriage return are
+# allowed). Random bytes hold about 11%, an ELF binary about 38% and NUL bytes, Debian's fortunes < 0.2%.
+CONTROL_BYTES = bytes([*range(0, 9), *range(14, 32), 127])
+MAX_CONTROL_SHARE = 0.05
+MAX_DOCUMENT_CHARS = 100_000  # a "paragraph" this long is one huge line (a dump, minified data), not prose
 
 
 # --- parsing ---------------------------------------------------------------------------------------
@@ -60,9 +67,88 @@ def parse_paragraphs(data: bytes) -> list[str]:
     """Documents of a plain text file: fortune-style `%` entries if it has any, else blank-line paragraphs."""
     if any(line.strip() == b"%" for line in data.splitlines()):
         return parse_fortunes(data)
-    text = decode_text(data).replace("\r\n", "\n")
-    paragraphs = (p.strip() for p in text.split("\n\n"))
+    # Split the bytes, then decode each paragraph: one bad byte makes only its own paragraph Latin-1.
+    paragraphs = (decode_text(p).strip() for p in data.replace(b"\r\n", b"\n").split(b"\n\n"))
     return [p for p in paragraphs if p]
+
+
+def binary_reason(data: bytes) -> str | None:
+    """Why `data` is not text (NUL bytes, or too many control bytes), or None when it looks like text."""
+    if b"\x00" in data:
+        return "binary (it holds NUL bytes), not text"
+    share = (len(data) - len(data.translate(None, CONTROL_BYTES))) / max(len(data), 1)
+    if share > MAX_CONTROL_SHARE:
+        return f"binary ({share:.0%} control bytes), not text"
+    return None
+
+
+@dataclass
+class TextReading:
+    """How the user's text files were read: documents kept, files skipped and why, notes (warnings given).
+
+    The text counterpart of `data.folder.Reading`: a run folder records `as_record()` and the skipped files.
+    """
+
+    root: str
+    documents: int = 0
+    files: int = 0
+    skipped: list[str] = field(default_factory=list)  # "path: reason", one per file left out
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def summary(self) -> str:
+        line = f"read {self.documents} documents from {self.files} text file(s) in {self.root}"
+        return line + (f"; skipped {len(self.skipped)} file(s)" if self.skipped else "")
+
+    def as_record(self) -> dict:
+        return {"documents": self.documents, "files": self.files, "skipped": len(self.skipped),
+                "notes": list(self.notes)}
+
+    def read(self, path: Path, parse=parse_paragraphs, note_latin1: bool = True) -> list[str]:
+        """The documents of one file; a file that cannot be text is skipped, recorded, and gives none."""
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            return self.skip(path, f"unreadable ({e.strerror or e})")
+        reason = "empty" if not data.strip() else binary_reason(data)
+        if reason:
+            return self.skip(path, reason)
+        documents = parse(data)
+        huge = [d for d in documents if len(d) > MAX_DOCUMENT_CHARS]
+        if huge and len(huge) == len(documents):
+            return self.skip(path, f"one huge line or paragraph ({len(huge[0]):,} characters, over "
+                                   f"{MAX_DOCUMENT_CHARS:,}); split it into paragraphs with blank lines")
+        if huge:
+            self.notes.append(f"{path}: left out {len(huge)} paragraph(s) over {MAX_DOCUMENT_CHARS:,} characters")
+        if note_latin1 and not is_utf8(data):
+            self.notes.append(f"{path}: not valid UTF-8; documents that are not were read as Latin-1")
+        self.files += 1
+        kept = [d for d in documents if len(d) <= MAX_DOCUMENT_CHARS]
+        self.documents += len(kept)
+        return kept
+
+    def skip(self, path: Path, reason: str) -> list[str]:
+        self.skipped.append(f"{path}: {reason}")
+        return []
+
+    def warn(self) -> None:
+        """One warning per note and one for the skipped files (the first few named)."""
+        shown = "; ".join(self.skipped[:5]) + (f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else "")
+        for note in self.notes + ([f"skipped {len(self.skipped)} file(s) in {self.root}: {shown}"] if self.skipped else []):
+            warnings.warn(note, stacklevel=3)
+
+    def nothing_read(self) -> SelfSupError:
+        first = f"; the first skipped: {self.skipped[0]}" if self.skipped else ""
+        return SelfSupError(f"no text documents in {self.root}: {len(self.skipped)} file(s) skipped{first}. "
+                            f"Give UTF-8 (or Latin-1) text files, documents separated by blank lines or `%` lines")
+
+
+def is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_fortune_categories(root: str | Path = FORTUNE_DIR) -> dict[str, list[str]]:
@@ -72,7 +158,10 @@ def read_fortune_categories(root: str | Path = FORTUNE_DIR) -> dict[str, list[st
         raise SelfSupError(f"fortunes not found at {root}; install them with "
                            f"`sudo apt-get install fortunes fortunes-min` (Debian/Ubuntu)")
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix == "")
-    return {p.name: parse_fortunes(p.read_bytes()) for p in files}
+    reading = TextReading(str(root))  # old fortune files are Latin-1 by design: no note for that
+    categories = {p.name: reading.read(p, parse_fortunes, note_latin1=False) for p in files}
+    reading.warn()
+    return {name: entries for name, entries in categories.items() if entries}
 
 
 def balance_categories(by_category: dict[str, list[str]], min_entries: int, per_class: int,
@@ -101,10 +190,36 @@ def pack_rows(flat: Tensor, starts: Tensor, lengths: Tensor, width: int, pad: in
     return torch.where(valid, flat[index] if len(flat) else torch.full_like(index, pad), torch.full_like(index, pad))
 
 
-def token_tensors(ids: list[list[int]], seq_len: int) -> dict[str, Tensor]:
-    """input_ids (N, seq_len) with [CLS]/[SEP], and two consecutive segments (N, 2, S) per document."""
+def next_word_start(word_starts: Tensor) -> Tensor:
+    """For each flat position k, the first position >= k that starts a word (len(word_starts) if none)."""
+    positions = torch.arange(len(word_starts))
+    marked = torch.where(word_starts, positions, torch.full_like(positions, len(word_starts)))
+    return marked.flip(0).cummin(0).values.flip(0)
+
+
+def pair_windows(lengths: Tensor, offsets: Tensor, word_starts: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """(start, length) of each document's last <= `width` subwords, moved to start on a word when it can.
+
+    The window ends where the document ends, so a sentence pair's B segment ends a document whether it is
+    the true continuation or another document's (a content cue the pair tasks would otherwise learn).
+    """
+    ends = offsets + lengths
+    start = offsets + (lengths - width).clamp(min=0)
+    if len(word_starts):
+        on_word = next_word_start(word_starts)[start.clamp(max=len(word_starts) - 1)]
+        start = torch.where(on_word <= ends - 2, on_word, start)  # keep >= 2 subwords: a pair needs them
+    return start, ends - start
+
+
+def token_tensors(ids: list[list[int]], seq_len: int, word_starts: list[list[bool]] | None = None) -> dict[str, Tensor]:
+    """input_ids (N, seq_len) with [CLS]/[SEP], and each document's pair window (N, seq_len - 3).
+
+    `word_starts` (per subword: does it start a word) defaults to every subword starting one.
+    """
     lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
     flat = torch.tensor(list(itertools.chain.from_iterable(ids)), dtype=torch.long)
+    flat_starts = (torch.ones(len(flat), dtype=torch.bool) if word_starts is None else
+                   torch.tensor(list(itertools.chain.from_iterable(word_starts)), dtype=torch.bool))
     offsets = torch.cumsum(lengths, 0) - lengths
     n = len(ids)
     # Single document: [CLS] body [SEP], body truncated to seq_len - 2.
@@ -113,13 +228,12 @@ def token_tensors(ids: list[list[int]], seq_len: int) -> dict[str, Tensor]:
     input_ids[:, 0] = CLS_ID
     input_ids[:, 1:seq_len - 1] = pack_rows(flat, offsets, body_len, seq_len - 2)
     input_ids[torch.arange(n), body_len + 1] = SEP_ID
-    # Pairs: the first 2S subwords cut in the middle, so [CLS] A [SEP] B [SEP] fits in seq_len.
-    seg = (seq_len - 3) // 2
-    used = lengths.clamp(max=2 * seg)
-    first = (used + 1) // 2
-    second = used - first
-    segments = torch.stack([pack_rows(flat, offsets, first, seg), pack_rows(flat, offsets + first, second, seg)], 1)
-    return {"input_ids": input_ids, "segments": segments, "segment_lengths": torch.stack([first, second], 1)}
+    # Pairs: the window that "[CLS] A [SEP] B [SEP]" cuts in two on the device (views.text.nsp_pairs).
+    width = seq_len - 3
+    start, length = pair_windows(lengths, offsets, flat_starts, width)
+    pair_word_starts = pack_rows(flat_starts.long(), start, length, width, pad=0).bool()
+    return {"input_ids": input_ids, "pair_tokens": pack_rows(flat, start, length, width),
+            "pair_word_starts": pair_word_starts}
 
 
 # --- the data object --------------------------------------------------------------------------------
@@ -128,8 +242,8 @@ class TextData:
     """A tokenized corpus in memory, with optional int64 labels (N,) and the tokenizer (as JSON)."""
 
     input_ids: Tensor
-    segments: Tensor
-    segment_lengths: Tensor
+    pair_tokens: Tensor
+    pair_word_starts: Tensor
     labels: Tensor | None
     classes: list[str]
     tokenizer_json: str
@@ -148,7 +262,7 @@ class TextData:
 
         Documents with fewer than 2 subwords are dropped: they cannot make two segments.
         """
-        from selfsup.text.tokenizer import encode, train_tokenizer
+        from selfsup.text.tokenizer import encode_with_word_starts, train_tokenizer
 
         if seq_len < 7:
             raise SelfSupError(f"seq_len must be at least 7 to hold a segment pair, got {seq_len}")
@@ -156,11 +270,11 @@ class TextData:
             raise SelfSupError(f"{name}: no text documents found")
         if tokenizer is None:
             tokenizer = train_tokenizer(texts, vocab_size)
-        ids = encode(tokenizer, texts)
+        ids, word_starts = encode_with_word_starts(tokenizer, texts)
         keep = [i for i, x in enumerate(ids) if len(x) >= 2]
         if not keep:
             raise SelfSupError(f"{name}: every document is shorter than 2 subwords")
-        tensors = token_tensors([ids[i] for i in keep], seq_len)
+        tensors = token_tensors([ids[i] for i in keep], seq_len, [word_starts[i] for i in keep])
         kept_labels = None if labels is None else torch.tensor([labels[i] for i in keep], dtype=torch.long)
         return cls(labels=kept_labels, classes=list(classes or []), tokenizer_json=tokenizer.to_str(),
                    texts=[texts[i] for i in keep], name=name, **tensors)
@@ -186,11 +300,11 @@ class TextData:
     @property
     def spec(self) -> DataSpec:
         return DataSpec("text", channels=0, height=0, width=0, vocab_size=self.vocab_size, seq_len=self.seq_len,
-                        num_classes=len(self.classes), extra={"segment_len": self.segments.shape[2]})
+                        num_classes=len(self.classes), extra={"pair_len": self.pair_tokens.shape[1]})
 
     def subset(self, index: Tensor, name: str | None = None) -> "TextData":
         index = torch.as_tensor(index, dtype=torch.long)
-        out = TextData(self.input_ids[index], self.segments[index], self.segment_lengths[index],
+        out = TextData(self.input_ids[index], self.pair_tokens[index], self.pair_word_starts[index],
                        None if self.labels is None else self.labels[index], list(self.classes),
                        self.tokenizer_json, [self.texts[i] for i in index.tolist()] if self.texts else [],
                        name or self.name)
@@ -202,7 +316,7 @@ class TextData:
         """The raw batch a text method's `loss` receives (a dict of tensors; the trainer moves it to device)."""
         input_ids = self.input_ids[index]
         return {"input_ids": input_ids, "attention_mask": input_ids != PAD_ID,
-                "segments": self.segments[index], "segment_lengths": self.segment_lengths[index]}
+                "pair_tokens": self.pair_tokens[index], "pair_word_starts": self.pair_word_starts[index]}
 
     def labeled_batch(self, index: Tensor) -> tuple[dict[str, Tensor], Tensor]:
         assert self.labels is not None, f"{self.name} has no labels"
@@ -232,24 +346,31 @@ def text_files(path: str | Path, seq_len: int = 64, vocab_size: int = 4000, toke
     """The user's text: a file or a flat folder (unlabeled), or a folder with one subfolder per class.
 
     Each file is cut into documents: fortune-style `%` entries when it has them, else blank-line paragraphs.
+    Files that cannot be text (empty, unreadable, binary, one huge line) are skipped with a warning and
+    listed in the returned splits' `reading` (a `TextReading`); none left raises a SelfSupError.
     """
     path = Path(path)
     if not path.exists():
         raise SelfSupError(f"no such text file or folder: {path}")
+    reading = TextReading(str(path))
+    labels, classes = None, []
     if path.is_file():
-        texts, labels, classes = parse_paragraphs(path.read_bytes()), None, []
+        texts = reading.read(path)
     else:
         class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
         if class_dirs:
             texts, labels, classes = [], [], [d.name for d in class_dirs]
             for label, d in enumerate(class_dirs):
-                docs = [t for f in _text_files_in(d) for t in parse_paragraphs(f.read_bytes())]
+                docs = [t for f in _text_files_in(d) for t in reading.read(f)]
                 texts += docs
                 labels += [label] * len(docs)
         else:
-            texts = [t for f in _text_files_in(path) for t in parse_paragraphs(f.read_bytes())]
-            labels, classes = None, []
-    return DatasetSplits(TextData.from_texts(texts, labels, classes, tokenizer, seq_len, vocab_size, path.name), None)
+            texts = [t for f in _text_files_in(path) for t in reading.read(f)]
+    reading.warn()
+    if not texts:
+        raise reading.nothing_read()
+    data = TextData.from_texts(texts, labels, classes, tokenizer, seq_len, vocab_size, path.name)
+    return DatasetSplits(data, None, reading)
 
 
 def _text_files_in(folder: Path) -> list[Path]:

@@ -68,6 +68,17 @@ def encode(tokenizer: "Tokenizer", texts: list[str]) -> list[list[int]]:
     return [e.ids for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
+def encode_with_word_starts(tokenizer: "Tokenizer", texts: list[str]) -> tuple[list[list[int]], list[list[bool]]]:
+    """Subword ids of each text (as `encode`) and, per subword, whether it starts a whitespace-separated word.
+
+    A segment may start only where a word starts: never on a `##` continuation, nor on punctuation glued
+    to the word before it ("end" "." in "end."), which the pre-tokenizer splits off as a word of its own.
+    """
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+    starts = [[begin == 0 or text[begin - 1].isspace() for begin, _ in e.offsets] for text, e in zip(texts, encodings)]
+    return [e.ids for e in encodings], starts
+
+
 def decode(tokenizer: "Tokenizer", ids: Iterable[int]) -> str:
     """Text from ids, dropping special tokens."""
     return tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)

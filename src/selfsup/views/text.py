@@ -1,9 +1,10 @@
 """Token views and pseudo-labels of the text methods, batched on the batch's device.
 
 A text batch is the dict of `selfsup.data.text` (`input_ids` (N, L), `attention_mask`, and for the
-sentence-pair tasks `segments` (N, 2, S) with `segment_lengths` (N, 2)); special tokens have the fixed
+sentence-pair tasks `pair_tokens` (N, W) with `pair_word_starts` (N, W)); special tokens have the fixed
 ids of `selfsup.text.tokenizer`. Labels the loss skips are `IGNORE` (F.cross_entropy's ignore_index).
-- `single_text`, `token_input`: what the encoder reads from a whole document, or from bare token ids;
+- `single_text`, `single_segment`, `token_input`: what the encoder reads from a whole document (as segment
+  A, token type 0, for pair-trained encoders), or from bare token ids;
 - `mask_tokens`: BERT's masked-LM corruption (Devlin et al., 2019);
 - `next_token_targets`: the causal LM's targets (GPT, Radford et al., 2018);
 - `nsp_pairs`, `sop_pairs`: "[CLS] A [SEP] B [SEP]" pairs for next-sentence (BERT) and sentence-order
@@ -24,6 +25,11 @@ IGNORE = -100  # label of positions the loss skips (F.cross_entropy's ignore_ind
 def single_text(batch: dict[str, Tensor]) -> dict[str, Tensor]:
     """The encoder's downstream input: the whole document, [CLS] ... [SEP] (no segment pair)."""
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+
+
+def single_segment(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The whole document as segment A (token type 0): how a pair-trained encoder reads one text (BERT)."""
+    return single_text(batch) | {"token_type_ids": torch.zeros_like(batch["input_ids"])}
 
 
 def token_input(input_ids: Tensor) -> dict[str, Tensor]:
@@ -67,16 +73,28 @@ def next_token_targets(input_ids: Tensor) -> Tensor:
 
 
 # --- sentence pairs (BERT's NSP, ALBERT's SOP) -----------------------------------------------------
+# Each row holds a document's pair window (`pair_tokens` (N, W), [PAD] after its n subwords) and which
+# subwords start a word (`pair_word_starts`). A pair cuts the window at a split p: A = window[:p] and the
+# true continuation B = window[p:n]. The layout (len A, len B) is drawn the same way whatever the label,
+# so the [SEP] positions say nothing about it (the old halves gave NSP away 96% of the time, SOP 72%).
 def gather_or_pad(tokens: Tensor, index: Tensor, valid: Tensor) -> Tensor:
     """tokens[i, index[i, j]] where valid[i, j], else [PAD]."""
     picked = tokens.gather(1, index.clamp(0, tokens.shape[1] - 1))
     return torch.where(valid, picked, torch.full_like(picked, PAD_ID))
 
 
-def build_pairs(first: Tensor, first_len: Tensor, second: Tensor, second_len: Tensor) -> dict[str, Tensor]:
-    """"[CLS] A [SEP] B [SEP] [PAD]..." rows of length 2S+3 from padded segments (N, S) and their lengths (N,)."""
+def segment(tokens: Tensor, start: Tensor, length: Tensor) -> Tensor:
+    """Rows (N, W): tokens[i, start[i] : start[i] + length[i]], then [PAD]."""
+    cols = torch.arange(tokens.shape[1], device=tokens.device).expand(len(tokens), -1)
+    return gather_or_pad(tokens, start[:, None] + cols, cols < length[:, None])
+
+
+def build_pairs(first: Tensor, first_len: Tensor, second: Tensor, second_len: Tensor,
+                width: int | None = None) -> dict[str, Tensor]:
+    """"[CLS] A [SEP] B [SEP] [PAD]..." rows of length `width` (default 2S+3) from padded segments (N, S)
+    and their lengths (N,); A and B together must hold at most width - 3 subwords."""
     n, seg = first.shape
-    pos = torch.arange(2 * seg + 3, device=first.device).expand(n, -1)
+    pos = torch.arange(width or 2 * seg + 3, device=first.device).expand(n, -1)
     a_len, b_len = first_len[:, None], second_len[:, None]
     in_a = (pos >= 1) & (pos <= a_len)
     b_start = a_len + 2
@@ -94,27 +112,90 @@ def half_positive(n: int, device: torch.device, generator: torch.Generator | Non
     return order < (n + 1) // 2
 
 
-def nsp_pairs(segments: Tensor, lengths: Tensor,
+def pick(level: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Index along the last dim of an entry of the highest `level` (ints), uniformly among ties."""
+    return (level.float() + rand(level.shape, level.device, generator)).argmax(-1)
+
+
+def split_levels(word_starts: Tensor, lengths: Tensor) -> Tensor:
+    """(N, W): 2 where a split leaves both sides non-empty and B starts a word, 1 mid-word, -1 impossible.
+    (A mid-word split is chosen only where the window has no word start after its first subword.)"""
+    pos = torch.arange(word_starts.shape[1], device=word_starts.device)
+    possible = (pos >= 1) & (pos < lengths[:, None])
+    return torch.where(possible, 1 + word_starts.long(), torch.full_like(word_starts, -1, dtype=torch.long))
+
+
+def segment_pair(tokens: Tensor, split: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(A, len A, B, len B): the window cut at `split`, B its true continuation."""
+    zero = torch.zeros_like(split)
+    return segment(tokens, zero, split), split, segment(tokens, split, lengths - split), lengths - split
+
+
+def mirrored_split_levels(word_starts: Tensor, lengths: Tensor) -> Tensor:
+    """`split_levels` doubled, plus 1 where the mirror split n - p also starts a word.
+
+    Splits at word starts are denser near a document's start (its end is often punctuation glued to a
+    word), so a uniform word-start split makes A shorter than B more often than not, and swapping them
+    shows: lengths alone told SOP's order 55% of the time. Drawn among splits whose mirror is as good,
+    p and n - p are equally likely, so (len A, len B) and its swap (len B, len A) have the same law.
+    """
+    pos = torch.arange(word_starts.shape[1], device=word_starts.device)
+    mirror = (lengths[:, None] - pos).clamp(0, word_starts.shape[1] - 1)
+    level = split_levels(word_starts, lengths)
+    return torch.where(level > 0, 2 * level + word_starts.gather(1, mirror).long(), level)
+
+
+def sop_pairs(tokens: Tensor, word_starts: Tensor,
               generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
-    """Pairs (A, true B) for label 1, (A, B of row (i + shift) mod N) for label 0; shift in [1, N-1]."""
-    n = len(segments)
+    """(A, B) for label 1 and (B, A) for label 0: the window cut at a random word start (ALBERT's SOP)."""
+    lengths = (tokens != PAD_ID).sum(1)
+    split = pick(mirrored_split_levels(word_starts, lengths), generator)
+    a, a_len, b, b_len = segment_pair(tokens, split, lengths)
+    in_order = half_positive(len(tokens), tokens.device, generator)
+    keep = in_order[:, None]
+    first, second = torch.where(keep, a, b), torch.where(keep, b, a)
+    first_len, second_len = torch.where(in_order, a_len, b_len), torch.where(in_order, b_len, a_len)
+    return build_pairs(first, first_len, second, second_len, tokens.shape[1] + 3), in_order.long()
+
+
+def tail_levels(word_starts: Tensor, lengths: Tensor, split_level: Tensor) -> tuple[Tensor, Tensor]:
+    """For row i cut at p and another row j: the start q = n_j - (n_i - p) of j's last n_i - p subwords
+    (N, W, N), and how good that NotNext B is: 2 + split level when it starts a word, 1 + split level
+    mid-word, -1 when j is row i or too short to give n_i - p subwords after its first."""
+    n = len(lengths)
+    b_len = lengths[:, None] - torch.arange(word_starts.shape[1], device=lengths.device)  # (N, W)
+    q = lengths[None, None, :] - b_len[:, :, None]
+    other = ~torch.eye(n, dtype=torch.bool, device=lengths.device)[:, None, :]
+    usable = (q >= 1) & other & (split_level[:, :, None] > 0)
+    on_word = word_starts[torch.arange(n, device=lengths.device), q.clamp(0, word_starts.shape[1] - 1)]
+    level = 2 * split_level[:, :, None] + on_word.long()
+    return q, torch.where(usable, level, torch.full_like(level, -1))
+
+
+def nsp_pairs(tokens: Tensor, word_starts: Tensor,
+              generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
+    """(A, its continuation B) for label 1 (IsNext), (A, the end of another row's document) for label 0.
+
+    As BERT's create_pretraining_data.py, the NotNext B is as long as the IsNext B would have been
+    (target_b_length = target length - len(A)): here the rest of A's window. The split p is drawn among the
+    word starts for which some other row can give that many subwords ending its document and starting on a
+    word, then the label: so (len A, len B) has the same law under both labels.
+    """
+    n = len(tokens)
     if n < 2:
         raise SelfSupError("next sentence prediction needs at least 2 documents per batch")
-    is_next = half_positive(n, segments.device, generator)
-    shift = torch.randint(1, n, (), device=segments.device, generator=generator)
-    other = (torch.arange(n, device=segments.device) + shift) % n
-    second = torch.where(is_next[:, None], segments[:, 1], segments[other, 1])
-    second_len = torch.where(is_next, lengths[:, 1], lengths[other, 1])
-    return build_pairs(segments[:, 0], lengths[:, 0], second, second_len), is_next.long()
-
-
-def sop_pairs(segments: Tensor, lengths: Tensor,
-              generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
-    """(A, B) for label 1 and (B, A) for label 0, A and B consecutive segments of the same document."""
-    in_order = half_positive(len(segments), segments.device, generator)
-    keep = in_order[:, None]
-    first = torch.where(keep, segments[:, 0], segments[:, 1])
-    second = torch.where(keep, segments[:, 1], segments[:, 0])
-    first_len = torch.where(in_order, lengths[:, 0], lengths[:, 1])
-    second_len = torch.where(in_order, lengths[:, 1], lengths[:, 0])
-    return build_pairs(first, first_len, second, second_len), in_order.long()
+    lengths = (tokens != PAD_ID).sum(1)
+    q, level = tail_levels(word_starts, lengths, split_levels(word_starts, lengths))
+    split_level = level.max(2).values
+    split_level = torch.where(split_level >= 0, split_level, split_levels(word_starts, lengths) - 3)  # no partner
+    split = pick(split_level, generator)
+    rows = torch.arange(n, device=tokens.device)
+    partner = pick(level[rows, split] - 3 * torch.eye(n, dtype=torch.long, device=tokens.device), generator)
+    a, a_len, b, b_len = segment_pair(tokens, split, lengths)
+    start = q[rows, split, partner].clamp(min=1)  # < 1 only in a batch with no document long enough
+    is_next = half_positive(n, tokens.device, generator)
+    other_b = segment(tokens[partner], start, lengths[partner] - start)
+    other_len = lengths[partner] - start
+    second = torch.where(is_next[:, None], b, other_b)
+    second_len = torch.where(is_next, b_len, other_len)
+    return build_pairs(a, a_len, second, second_len, tokens.shape[1] + 3), is_next.long()

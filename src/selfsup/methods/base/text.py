@@ -1,6 +1,12 @@
 """The text family's shared part: `TextMethod` (the configured text Transformer, which sees whole
 documents downstream), BERT's sentence-pair classification (`SentencePairMethod`: NSP, SOP) and the pair
-task with the masked LM on the same input (`MaskedSentencePairMethod`)."""
+task with the masked LM on the same input (`MaskedSentencePairMethod`).
+
+Downstream features pool what the pretext task trained: the mean of the token states for the language
+models (MLM's loss never reaches the [CLS] state; a decoder's [CLS] sees only itself) and the [CLS] state
+for the pair tasks, whose classifier reads it. A pair-trained encoder reads a single document as segment
+A (token type 0), as BERT fine-tunes single-sentence tasks; the language models never saw token types.
+`encoder_kwargs={"pool": ...}` overrides the pooling."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +20,7 @@ from selfsup.losses.classification import cross_entropy_and_accuracy, masked_lm_
 from selfsup.methods.base import Method, MethodConfig
 from selfsup.nets.heads import MLMHead, PairClassifier
 from selfsup.nets.text_transformer import build_text_encoder
-from selfsup.views.text import mask_tokens, single_text
+from selfsup.views.text import mask_tokens, single_text, single_segment
 
 
 @dataclass
@@ -41,10 +47,12 @@ class TextMethod(Method):
     default_data = "fortunes"
     default_epochs = 20  # ~2k steps of 64 documents of 64 tokens (BERT: 1M steps of 256 x 512)
     default_batch_size = 64
+    feature_pool: ClassVar[str] = "mean"  # the states the loss trains: every token's, not [CLS]
 
     def __init__(self, config: TextConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.encoder = build_text_encoder(config.encoder, spec.vocab_size, spec.seq_len, **config.encoder_kwargs)
+        self.encoder = build_text_encoder(config.encoder, spec.vocab_size, spec.seq_len,
+                                          **{"pool": self.feature_pool, **config.encoder_kwargs})
 
     def encoder_input(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return single_text(batch)
@@ -54,15 +62,19 @@ class SentencePairMethod(TextMethod):
     """Classify "[CLS] A [SEP] B [SEP]" pairs made from each document's two segments by `pair_task`
     (`views.text.nsp_pairs` or `sop_pairs`), with BERT's pooler and a 2-way classifier on [CLS]."""
 
-    pair_task: ClassVar[Callable[..., tuple[dict[str, Tensor], Tensor]]]  # (segments, lengths, generator)
+    pair_task: ClassVar[Callable[..., tuple[dict[str, Tensor], Tensor]]]  # (tokens, word starts, generator)
+    feature_pool: ClassVar[str] = "cls"  # the state the pair classifier reads
 
     def __init__(self, config: TextConfig, spec: DataSpec):
         super().__init__(config, spec)
         self.pair_head = PairClassifier(self.encoder.dim)
 
+    def encoder_input(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return single_segment(batch)
+
     def make_pairs(self, batch: dict[str, Tensor],
                    generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], Tensor]:
-        return self.pair_task(batch["segments"], batch["segment_lengths"], generator)
+        return self.pair_task(batch["pair_tokens"], batch["pair_word_starts"], generator)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         pairs, labels = self.make_pairs(batch)
@@ -82,6 +94,10 @@ class MaskedSentencePairMethod(SentencePairMethod):
     forward pass feeds both heads, and the loss is the plain sum of the two cross-entropies."""
 
     Config = MaskedLMConfig
+    # The mean: the masked LM trains every token state (~15% of them per step, a token-level signal), the
+    # pair task only [CLS] through a binary pooler; mean-pooled BERT states also probe better frozen than
+    # [CLS] (Reimers & Gurevych, 2019, Sentence-BERT, Table 1).
+    feature_pool: ClassVar[str] = "mean"
 
     def __init__(self, config: MaskedLMConfig, spec: DataSpec):
         super().__init__(config, spec)
