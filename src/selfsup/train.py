@@ -22,12 +22,13 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
-from selfsup.data.base import Batch, DataSource
+from selfsup.data.base import Batch, DataSource, ImageData
 from selfsup.errors import SelfSupError
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.knn import knn_classify
 from selfsup.evaluate.linear import linear_probe
 from selfsup.methods.base import Method, MethodConfig
+from selfsup.nets.base import choose_memory_layout
 from selfsup.runs import RunFolder, load_checkpoint, save_checkpoint, save_weights
 
 
@@ -42,7 +43,8 @@ class TrainConfig:
     devices: int | str = 1  # processes per node; >1 uses DDP
     num_nodes: int = 1
     strategy: str = "auto"  # auto | ddp | ddp_spawn ...
-    precision: str = "32-true"  # e.g. bf16-mixed on GPUs
+    precision: str = "32-true"  # e.g. bf16-mixed on GPUs (losses that need it stay fp32: selfsup.losses.precision)
+    compile: bool = False  # torch.compile the encoder; falls back to eager (with a warning) where it fails
     knn_every: int = 1  # online kNN monitor every N epochs (0: off)
     progress_bar: bool = True
     log_every_n_steps: int = 10
@@ -87,11 +89,14 @@ class InMemoryBatches:
     """Index batches over an in-memory data object: a seeded permutation per epoch, sharded by rank.
 
     Yields `data.batch(index)` on the CPU; Lightning moves it to the device. The ragged last batch is
-    dropped so every step sees the same batch size (BatchNorm, contrastive negatives).
+    dropped so every step sees the same batch size (BatchNorm, contrastive negatives). On a GPU the whole
+    uint8 dataset moves there once when it fits (`resident_copy`), so a batch is cut where it is used;
+    otherwise each batch is pinned, so that Lightning's non-blocking copy overlaps the previous step.
     """
 
     def __init__(self, data: DataSource, batch_size: int, seed: int, module: "PretrainModule"):
         self.data, self.batch_size, self.seed, self.module = data, batch_size, seed, module
+        self._resident: ImageData | None = None  # the dataset's copy on the GPU, made at the first epoch there
 
     def _world(self) -> tuple[int, int]:
         trainer = self.module._trainer
@@ -106,8 +111,32 @@ class InMemoryBatches:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.randperm(len(self.data), generator=g)
         shard = order[: (len(order) // world) * world][rank::world]
+        data, shard, pin = self._source(shard)
         for i in range(len(shard) // self.batch_size):
-            yield self.data.batch(shard[i * self.batch_size:(i + 1) * self.batch_size])
+            batch = data.batch(shard[i * self.batch_size:(i + 1) * self.batch_size])
+            yield batch.pin_memory() if pin and isinstance(batch, torch.Tensor) else batch
+
+    def _source(self, shard: torch.Tensor) -> tuple[DataSource, torch.Tensor, bool]:
+        """Where batches are cut, the shard's indices there, and whether to pin each batch (see above)."""
+        device = self.module.device
+        if device.type != "cuda":
+            return self.data, shard, False
+        if self._resident is None:
+            self._resident = resident_copy(self.data, device, torch.cuda.mem_get_info(device)[0])
+        if self._resident is None:
+            return self.data, shard, True
+        return self._resident, shard.to(device), False
+
+
+def resident_copy(data: DataSource, device: torch.device, free_bytes: int) -> ImageData | None:
+    """The uint8 images (no labels: pretraining never reads them) copied to `device` when they take at
+    most a quarter of its `free_bytes`, leaving the rest to the model; None when they do not fit or are
+    not plain in-memory images."""
+    if not isinstance(data, ImageData):
+        return None
+    if data.images.numel() * data.images.element_size() > free_bytes // 4:
+        return None
+    return ImageData(data.images.to(device, non_blocking=True), name=data.name)
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: MethodConfig) -> torch.optim.Optimizer:
@@ -168,6 +197,11 @@ class PretrainModule(L.LightningModule):
         self.total_steps = steps_per_epoch * cfg.epochs
         self.automatic_optimization = False  # we step per phase and control the schedule ourselves
         self.phases = method.phases or ("main",)
+
+    def on_fit_start(self) -> None:
+        choose_memory_layout(self.method, self.device.type)
+        if self.cfg.compile:
+            compile_encoder(self.method)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         mcfg = self.method.config
@@ -235,6 +269,20 @@ class PretrainModule(L.LightningModule):
                               f"and the monitor's kNN accuracy {acc:.3f} is near chance", stacklevel=1)
 
 
+def compile_encoder(method: Method) -> bool:
+    """`torch.compile` the method's encoder in place (its state dict keeps its keys), and let a frame that
+    fails to compile run eagerly; where compilation is not available at all, warn once and train eagerly.
+    Only the encoder: the bulk of the work, and the one net every method has. True when compiled."""
+    try:
+        import torch._dynamo
+        torch._dynamo.config.suppress_errors = True  # a graph that fails to compile falls back to eager
+        method.encoder.compile()
+    except Exception as e:  # noqa: BLE001 - any failure here means: train without compiling
+        warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); training the encoder eagerly", stacklevel=2)
+        return False
+    return True
+
+
 def _batch_len(batch: Batch) -> int:
     if isinstance(batch, dict):
         return len(next(iter(batch.values())))
@@ -292,7 +340,8 @@ def pretrain(method: Method, data: DataSource, cfg: TrainConfig, run_dir: str | 
         callbacks=[SaveLast(run.last_checkpoint), throughput] + ([EpochLines()] if cfg.progress_bar and not bar else []),
         plugins=[SafetensorsCheckpointIO()], enable_checkpointing=False,  # SaveLast writes last.ckpt
         enable_progress_bar=bar, enable_model_summary=False,
-        num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps, use_distributed_sampler=False)
+        num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps, use_distributed_sampler=False,
+        benchmark=True)  # cudnn.benchmark on GPUs: every step has the same shapes (the ragged batch is dropped)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*Experiment logs directory.*")
