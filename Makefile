@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Fashion-MNIST, the fortunes corpus, and 30 colour photographs among these wallpaper packages (data/photos.py)
 DEBIAN_DATA := dataset-fashion-mnist fortunes fortunes-min lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds
 
-.PHONY: demo test bench system-deps venv clean-venv
+.PHONY: demo test bench system-deps venv clean-venv gpu-wheels
 
 system-deps:
 	@dpkg -s $(DEBIAN_DATA) >/dev/null 2>&1 || { \
@@ -35,3 +35,18 @@ bench: system-deps venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+# What benchmarks/gpu_run.sh installs on a GPU machine that has torch, torchvision, lightning and transformers but
+# no package registry: pure-Python wheels (kornia, lightly, tensorboardX, protobuf's pure-Python build),
+# kornia's compiled companion kornia_rs for CPython 3.12, a wheel of selfsup, and the Fashion-MNIST IDX files.
+GPU_WHEELS ?= build/gpu-wheels
+GPU_PY ?= 3.12
+WHEEL_PY ?= python3  # any python with pip; nothing is installed into it
+gpu-wheels:
+	mkdir -p $(GPU_WHEELS)/fashion-mnist
+	$(WHEEL_PY) -m pip download --no-deps -q -d $(GPU_WHEELS) --python-version $(GPU_PY) --only-binary=:all: \
+		kornia lightly==1.6.0 tensorboardX protobuf
+	$(WHEEL_PY) -m pip download --no-deps -q -d $(GPU_WHEELS) --python-version $(GPU_PY) \
+		--platform manylinux2014_x86_64 --only-binary=:all: kornia-rs
+	$(WHEEL_PY) -m pip wheel --no-deps -q -w $(GPU_WHEELS) .
+	cp /usr/share/datasets/fashion-mnist/*.gz $(GPU_WHEELS)/fashion-mnist/

@@ -1,7 +1,9 @@
 """The lightly side of benchmarks/speed_simclr.py: SimCLR with the `lightly` library, the way its docs show.
 
 Runs under benchmarks/_venv_lightly (torch + torchvision + lightly), never under the project's venv, and
-imports nothing from selfsup. Model: the RotNet-demo ConvNet (64/32/16 filters, same layers as
+imports nothing from selfsup for the ConvNet. On a GPU (benchmarks/gpu.py: settings "device", "precision",
+"encoder") it runs in the same environment as ours, and an encoder other than the ConvNet (the CIFAR-style
+ResNet-18) is taken from selfsup.nets itself, so both sides train the very same module. Model: the RotNet-demo ConvNet (64/32/16 filters, same layers as
 src/selfsup/nets/convnet.py) + lightly's SimCLRProjectionHead (which, unlike ours, ends in a bias-free
 Linear + BatchNorm1d); loss: lightly's NTXentLoss; views:
 lightly's SimCLRTransform on PIL images in a torch DataLoader with worker processes. Every setting
@@ -104,11 +106,18 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def build_backbone(s: dict, image_size: int) -> nn.Module:
+    if s.get("encoder", "convnet") == "convnet":
+        return convnet(s["widths"], s["encoder_batch_norm"])
+    from selfsup.nets import build_encoder  # the same encoder module as ours (the GPU run has selfsup installed)
+    return build_encoder(s["encoder"], in_channels=1, image_size=image_size, **s.get("encoder_kwargs", {}))
+
+
 @torch.no_grad()
-def backbone_features(backbone: nn.Module, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def backbone_features(backbone: nn.Module, images: np.ndarray, device: str = "cpu", batch_size: int = 512) -> np.ndarray:
     backbone.eval()
-    out = [backbone(torch.from_numpy(images[i:i + batch_size]).float().div(255).unsqueeze(1)).numpy()
-           for i in range(0, len(images), batch_size)]
+    out = [backbone(torch.from_numpy(images[i:i + batch_size]).to(device).float().div(255).unsqueeze(1)).float().cpu()
+           .numpy() for i in range(0, len(images), batch_size)]
     return np.concatenate(out)
 
 
@@ -124,12 +133,14 @@ def main() -> None:
     data = np.load(args.data)
     train_images, train_labels = data["train_images"], data["train_labels"]
 
-    model = SimCLR(convnet(s["widths"], s["encoder_batch_norm"]), s["head"])
+    device = s.get("device", "cpu")
+    model = SimCLR(build_backbone(s, train_images.shape[-1]), s["head"]).to(device)
+    autocast = torch.autocast(torch.device(device).type, torch.bfloat16, enabled="bf16" in s.get("precision", ""))
     criterion = NTXentLoss(temperature=s["temperature"])
     optimizer = make_optimizer(model.parameters(), s)
     dataset = GrayImages(train_images, train_labels, make_transform(s["views"], train_images.shape[-1]))
     loader = DataLoader(dataset, batch_size=s["batch_size"], shuffle=True, drop_last=True,
-                        num_workers=s["num_workers"])
+                        num_workers=s["num_workers"], pin_memory=device != "cpu")
     steps_per_epoch, epochs = len(loader), s["epochs"]
     total, warmup = steps_per_epoch * epochs, round(s["warmup_epochs"] * steps_per_epoch)
 
@@ -140,7 +151,9 @@ def main() -> None:
         for (x0, x1), _labels in loader:
             for group in optimizer.param_groups:
                 group["lr"] = s["lr"] * lr_factor(step, total, warmup, s["schedule"])
-            loss = criterion(model(x0), model(x1))
+            x0, x1 = x0.to(device, non_blocking=True), x1.to(device, non_blocking=True)
+            with autocast:
+                loss = criterion(model(x0), model(x1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -148,8 +161,8 @@ def main() -> None:
         epoch_seconds.append(time.perf_counter() - epoch_start)
     train_seconds = time.perf_counter() - start
 
-    np.savez(args.features, train=backbone_features(model.backbone, train_images),
-             test=backbone_features(model.backbone, data["test_images"]))
+    np.savez(args.features, train=backbone_features(model.backbone, train_images, device),
+             test=backbone_features(model.backbone, data["test_images"], device))
     result = {
         "train_seconds": train_seconds, "epoch_seconds": epoch_seconds, "images_seen": images_seen,
         "images_per_s": images_seen / train_seconds, "steps": step, "final_loss": last_loss,

@@ -54,6 +54,7 @@ from selfsup.data.base import ImageData
 from selfsup.data.sources import fashion_mnist
 from selfsup.evaluate import extract_features, knn_classify
 from selfsup.methods.base import Method, build_method
+from selfsup.nets.base import choose_memory_layout
 from selfsup.train import TrainConfig, pretrain
 
 HERE = Path(__file__).resolve().parent
@@ -67,8 +68,11 @@ REFERENCE_LIGHTLY = {"images_per_s": 850.0, "knn_acc": 0.795}  # measured here o
 
 
 # --- settings ----------------------------------------------------------------------------------------
-def build_simclr(spec: Any, batch_norm: bool) -> Method:
-    return build_method("simclr", spec, encoder_kwargs=dict(ENCODER, batch_norm=batch_norm))
+def build_simclr(spec: Any, batch_norm: bool, encoder: str = "convnet", encoder_kwargs: dict | None = None) -> Method:
+    """Our SimCLR on `encoder` (default: the RotNet-demo ConvNet this comparison is specified for)."""
+    kwargs = dict(ENCODER, batch_norm=batch_norm) if encoder == "convnet" else {}  # the ResNet always has BatchNorm
+    kwargs.update(encoder_kwargs or {})
+    return build_method("simclr", spec, encoder=encoder, encoder_kwargs=kwargs)
 
 
 def projection_head_shape(method: Method) -> dict:
@@ -84,7 +88,8 @@ def shared_settings(method: Method, epochs: int, batch_size: int, seed: int, wor
     cfg = method.config
     return {
         "epochs": epochs, "batch_size": batch_size, "seed": seed, "num_workers": workers,
-        "widths": list(cfg.encoder_kwargs["widths"]), "encoder_batch_norm": cfg.encoder_kwargs["batch_norm"],
+        "encoder": cfg.encoder, "widths": list(cfg.encoder_kwargs.get("widths", ())),
+        "encoder_batch_norm": cfg.encoder_kwargs.get("batch_norm", True),
         "head": projection_head_shape(method), "temperature": cfg.temperature,
         "optimizer": cfg.optimizer, "lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay,
         "schedule": cfg.schedule, "warmup_epochs": cfg.warmup_epochs, "views": asdict(method.view_config),
@@ -92,44 +97,57 @@ def shared_settings(method: Method, epochs: int, batch_size: int, seed: int, wor
 
 
 # --- (a) step overhead ---------------------------------------------------------------------------------
-def interleaved_medians(steps_by_name: dict[str, Callable[[], None]], warmup: int, rounds: int) -> dict[str, float]:
+def interleaved_medians(steps_by_name: dict[str, Callable[[], None]], warmup: int, rounds: int,
+                        sync: Callable[[], None] = lambda: None) -> dict[str, float]:
     """Median seconds of each step, timed in alternation (A, B, C, A, B, C, ...) so that a burst of
-    load on the machine slows all of them alike instead of whichever happened to be running."""
+    load on the machine slows all of them alike instead of whichever happened to be running. `sync`
+    waits for queued device work (torch.cuda.synchronize on a GPU) before a clock is read."""
     for _ in range(warmup):
         for step in steps_by_name.values():
             step()
     times: dict[str, list[float]] = {name: [] for name in steps_by_name}
     for _ in range(rounds):
         for name, step in steps_by_name.items():
+            sync()
             start = time.perf_counter()
             step()
+            sync()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
 def step_overhead(train: ImageData, batch_size: int, batch_norm: bool, warmup: int, steps: int,
-                  seed: int) -> dict:
-    """Median seconds of a SimCLR step on N images vs a bare encoder step on 2N views (see the docstring)."""
+                  seed: int, device: str = "cpu", encoder: str = "convnet", precision: str = "32-true",
+                  encoder_kwargs: dict | None = None) -> dict:
+    """Median seconds of a SimCLR step on N images vs a bare encoder step on 2N views (see the docstring),
+    on `device`; with precision "bf16-mixed" both steps run under bf16 autocast."""
     torch.manual_seed(seed)
-    batch = train.batch(torch.randperm(len(train))[:batch_size])
-    method = build_simclr(train.spec, batch_norm).train()
+    batch = train.batch(torch.randperm(len(train))[:batch_size]).to(device)
+    build = lambda: build_simclr(train.spec, batch_norm, encoder, encoder_kwargs).to(device)  # noqa: E731
+    method = build().train()
+    choose_memory_layout(method, torch.device(device).type)
     optimizer = torch.optim.Adam(method.trainable_parameters(), lr=method.config.lr,
                                  weight_decay=method.config.weight_decay)
 
+    autocast = lambda: torch.autocast(torch.device(device).type, torch.bfloat16, enabled="bf16" in precision)  # noqa: E731
+
     def simclr_step() -> None:
-        loss, _ = method.loss(batch)
+        with autocast():
+            loss, _ = method.loss(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         method.after_step(0.5)
 
-    bare = build_simclr(train.spec, batch_norm).encoder.train()
+    bare = build().encoder.train()
+    choose_memory_layout(bare, torch.device(device).type)
     bare_optimizer = torch.optim.Adam(bare.parameters(), lr=method.config.lr, weight_decay=method.config.weight_decay)
     with torch.no_grad():
         views = torch.cat(method.make_views(batch))  # 2N ready-made views: no augmentation in the bare step
 
     def bare_step() -> None:
-        loss = bare(views).mean()
+        with autocast():
+            loss = bare(views).float().mean()
         bare_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         bare_optimizer.step()
@@ -138,8 +156,9 @@ def step_overhead(train: ImageData, batch_size: int, batch_norm: bool, warmup: i
         with torch.no_grad():
             method.make_views(batch)
 
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     medians = interleaved_medians({"simclr": simclr_step, "bare": bare_step, "augment": augment_only},
-                                  warmup, steps)
+                                  warmup, steps, sync)
     t_simclr, t_bare, t_augment = medians["simclr"], medians["bare"], medians["augment"]
     return {
         "batch_images": batch_size, "views_per_step": 2 * batch_size,
@@ -151,15 +170,21 @@ def step_overhead(train: ImageData, batch_size: int, batch_norm: bool, warmup: i
 
 # --- (b) full runs ----------------------------------------------------------------------------------------
 def run_ours(train: ImageData, test: ImageData, epochs: int, batch_size: int, batch_norm: bool,
-             seed: int) -> dict:
+             seed: int, encoder: str = "convnet", train_options: dict | None = None,
+             encoder_kwargs: dict | None = None) -> dict:
+    """Our SimCLR through the trainer (`train_options`: e.g. accelerator, precision), then its kNN accuracy
+    (features extracted on the GPU when it trained there)."""
     torch.manual_seed(seed)
-    method = build_simclr(train.spec, batch_norm)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, knn_every=0, progress_bar=False)
-    run_dir = WORK / f"run-ours-seed{seed}"
+    method = build_simclr(train.spec, batch_norm, encoder, encoder_kwargs)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, knn_every=0, progress_bar=False,
+                      **(train_options or {}))
+    run_dir = WORK / f"run-ours-{encoder}-seed{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, never a resumed one
     result = pretrain(method, train, cfg, run_dir)
-    knn = knn_classify(extract_features(method, train), train.labels, extract_features(method, test), test.labels,
-                       k=200, temperature=0.07)
+    device = "cuda" if (train_options or {}).get("accelerator") == "gpu" else "cpu"
+    method.to(device)
+    knn = knn_classify(extract_features(method, train, device=device), train.labels,
+                       extract_features(method, test, device=device), test.labels, k=200, temperature=0.07)
     return {"train_seconds": result.seconds, "images_per_s": result.images_per_s,
             "images_seen": (len(train) // batch_size) * batch_size * epochs, "knn_acc": knn["acc"],
             "torch_threads": torch.get_num_threads(), "final_metrics": result.final}
@@ -180,8 +205,9 @@ def lightly_python(install: bool) -> Path:
     return python
 
 
-def run_lightly(train: ImageData, test: ImageData, settings: dict, install: bool) -> dict:
-    python = lightly_python(install)
+def run_lightly(train: ImageData, test: ImageData, settings: dict, install: bool, python: Path | None = None) -> dict:
+    """lightly's side in a subprocess of `python` (default: the lightly venv's, made when `install`)."""
+    python = python or lightly_python(install)
     WORK.mkdir(parents=True, exist_ok=True)
     data, settings_file = WORK / "fashion_mnist.npz", WORK / "lightly_settings.json"
     result_file, features_file = WORK / "lightly_result.json", WORK / "lightly_features.npz"

@@ -13,7 +13,8 @@ from conftest import synthetic_images
 
 
 def batches_for(rank: int, world: int, data, epoch: int = 0) -> list[torch.Tensor]:
-    module = SimpleNamespace(_trainer=SimpleNamespace(global_rank=rank, world_size=world), current_epoch=epoch)
+    module = SimpleNamespace(_trainer=SimpleNamespace(global_rank=rank, world_size=world), current_epoch=epoch,
+                             device=torch.device("cpu"))
     return list(InMemoryBatches(data, batch_size=8, seed=0, module=module))
 
 

@@ -48,6 +48,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
                 train[key] = getattr(args, key)
         if args.no_progress:
             train["progress_bar"] = False
+        if args.compile:
+            train["compile"] = True
         result = selfsup.pretrain(args.method, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, pool_size=args.pool_size, run_dir=args.run_dir, options=options,
                                   train=train, test_seed=args.test_seed, image_size=args.image_size,
@@ -149,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("--num-nodes", type=int)
     pt.add_argument("--strategy")
     pt.add_argument("--accelerator")
-    pt.add_argument("--precision")
+    pt.add_argument("--precision", help="e.g. bf16-mixed on GPUs (losses that need it still compute in fp32)")
+    pt.add_argument("--compile", action="store_true", help="torch.compile the encoder (eager where it fails)")
     pt.add_argument("--overwrite", action="store_true", help="replace the run already in --run-dir")
     pt.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (--epochs to extend)")
     pt.add_argument("--no-progress", action="store_true")

@@ -32,12 +32,13 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from selfsup.data.base import Batch, DataSource
+from selfsup.data.base import Batch, DataSource, ImageData
 from selfsup.errors import RunInterrupted, SelfSupError
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.knn import knn_classify
 from selfsup.evaluate.linear import linear_probe
 from selfsup.methods.base import Method, MethodConfig
+from selfsup.nets.base import choose_memory_layout
 from selfsup.runs import RunFolder, load_checkpoint, save_checkpoint, save_weights
 
 
@@ -52,7 +53,8 @@ class TrainConfig:
     devices: int | str = 1  # processes per node; >1 uses DDP
     num_nodes: int = 1
     strategy: str = "auto"  # auto | ddp | ddp_spawn ...
-    precision: str = "32-true"  # e.g. bf16-mixed on GPUs
+    precision: str = "32-true"  # e.g. bf16-mixed on GPUs (losses that need it stay fp32: selfsup.losses.precision)
+    compile: bool = False  # torch.compile the encoder; falls back to eager (with a warning) where it fails
     knn_every: int = 1  # online kNN monitor every N epochs (0: off)
     progress_bar: bool = True
     log_every_n_steps: int = 10
@@ -100,11 +102,14 @@ class InMemoryBatches:
 
     Yields `data.batch(index)` on the CPU; Lightning moves it to the device. The ragged last batch is
     dropped so every step sees the same batch size (BatchNorm, contrastive negatives). Its state (how many
-    batches of the epoch are done) travels in checkpoints, so a mid-epoch resume continues at that batch.
+    batches of the epoch are done) travels in checkpoints, so a mid-epoch resume continues at that batch. On a
+    GPU the whole uint8 dataset moves there once when it fits (`resident_copy`), so a batch is cut where it is
+    used; otherwise each batch is pinned, so that Lightning's non-blocking copy overlaps the previous step.
     """
 
     def __init__(self, data: DataSource, batch_size: int, seed: int, module: "PretrainModule"):
         self.data, self.batch_size, self.seed, self.module = data, batch_size, seed, module
+        self._resident: ImageData | None = None  # the dataset's copy on the GPU, made at the first epoch there
         self._skip = 0  # batches of the current epoch already trained before a mid-epoch resume
 
     def state_dict(self) -> dict:
@@ -128,8 +133,32 @@ class InMemoryBatches:
         order = torch.randperm(len(self.data), generator=g)
         shard = order[: (len(order) // world) * world][rank::world]
         start, self._skip = self._skip, 0
+        data, shard, pin = self._source(shard)
         for i in range(start, len(shard) // self.batch_size):
-            yield self.data.batch(shard[i * self.batch_size:(i + 1) * self.batch_size])
+            batch = data.batch(shard[i * self.batch_size:(i + 1) * self.batch_size])
+            yield batch.pin_memory() if pin and isinstance(batch, torch.Tensor) else batch
+
+    def _source(self, shard: torch.Tensor) -> tuple[DataSource, torch.Tensor, bool]:
+        """Where batches are cut, the shard's indices there, and whether to pin each batch (see above)."""
+        device = self.module.device
+        if device.type != "cuda":
+            return self.data, shard, False
+        if self._resident is None:
+            self._resident = resident_copy(self.data, device, torch.cuda.mem_get_info(device)[0])
+        if self._resident is None:
+            return self.data, shard, True
+        return self._resident, shard.to(device), False
+
+
+def resident_copy(data: DataSource, device: torch.device, free_bytes: int) -> ImageData | None:
+    """The uint8 images (no labels: pretraining never reads them) copied to `device` when they take at
+    most a quarter of its `free_bytes`, leaving the rest to the model; None when they do not fit or are
+    not plain in-memory images."""
+    if not isinstance(data, ImageData):
+        return None
+    if data.images.numel() * data.images.element_size() > free_bytes // 4:
+        return None
+    return ImageData(data.images.to(device, non_blocking=True), name=data.name)
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: MethodConfig) -> torch.optim.Optimizer:
@@ -193,6 +222,11 @@ class PretrainModule(L.LightningModule):
         self.batches_done = 0  # in the current epoch
         self._resume_rng: torch.Tensor | None = None  # the RNG state of a mid-epoch checkpoint, set on load
         self._epoch_start, self._epoch_items = time.perf_counter(), 0
+
+    def on_fit_start(self) -> None:
+        choose_memory_layout(self.method, self.device.type)
+        if self.cfg.compile:
+            compile_encoder(self.method)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         mcfg = self.method.config
@@ -277,6 +311,20 @@ class PretrainModule(L.LightningModule):
             if looks_collapsed(spread, acc, len(self.monitor.bank.classes) or int(self.monitor.bank.labels.max()) + 1):
                 warnings.warn(f"embeddings may be collapsing: spread {spread:.3f} (1 = well spread, 0 = collapsed) "
                               f"and the monitor's kNN accuracy {acc:.3f} is near chance", stacklevel=1)
+
+
+def compile_encoder(method: Method) -> bool:
+    """`torch.compile` the method's encoder in place (its state dict keeps its keys), and let a frame that
+    fails to compile run eagerly; where compilation is not available at all, warn once and train eagerly.
+    Only the encoder: the bulk of the work, and the one net every method has. True when compiled."""
+    try:
+        import torch._dynamo
+        torch._dynamo.config.suppress_errors = True  # a graph that fails to compile falls back to eager
+        method.encoder.compile()
+    except Exception as e:  # noqa: BLE001 - any failure here means: train without compiling
+        warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); training the encoder eagerly", stacklevel=2)
+        return False
+    return True
 
 
 def _batch_len(batch: Batch) -> int:
@@ -406,7 +454,8 @@ def fit_run(method: Method, data: DataSource, cfg: TrainConfig, run: RunFolder, 
                    throughput] + ([EpochLines()] if cfg.progress_bar and not bar else []),
         plugins=[SafetensorsCheckpointIO()], enable_checkpointing=False,  # Checkpoints writes last.ckpt
         enable_progress_bar=bar, enable_model_summary=False,
-        num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps, use_distributed_sampler=False)
+        num_sanity_val_steps=0, log_every_n_steps=cfg.log_every_n_steps, use_distributed_sampler=False,
+        benchmark=True)  # cudnn.benchmark on GPUs: every step has the same shapes (the ragged batch is dropped)
     try:
         with warnings.catch_warnings(), signals.installed():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")

@@ -9,9 +9,11 @@ from torch import Tensor
 
 from selfsup.distributed import all_reduce_sum, world_size
 from selfsup.losses.distillation import cross_entropy_over_crop_pairs
+from selfsup.losses.precision import float32
 
 
 @torch.no_grad()
+@float32
 def sinkhorn_knopp(scores: Tensor, epsilon: float = 0.05, iterations: int = 3) -> Tensor:
     """Soft codes (B, K) for scores (B, K) of B samples against K prototypes, spread equally over the
     prototypes (the authors' `distributed_sinkhorn`).

@@ -19,8 +19,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.errors import SelfSupError
+from selfsup.losses.precision import float32
 
 
+@float32
 def info_nce(query: Tensor, positive: Tensor, negatives: Tensor | None = None, temperature: float = 0.07,
              normalize: bool = True) -> Tensor:
     """InfoNCE of `query` (N, D) against its `positive` (N, D) key and `negatives`.
@@ -52,6 +54,7 @@ def info_nce(query: Tensor, positive: Tensor, negatives: Tensor | None = None, t
     return F.cross_entropy(logits, torch.zeros(len(query), dtype=torch.long, device=query.device))
 
 
+@float32
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5) -> Tensor:
     """SimCLR's NT-Xent over the 2N views `z1` (N, D) and `z2` (N, D), averaged over all 2N anchors."""
     _check_pair(z1, z2, "z1", "z2")

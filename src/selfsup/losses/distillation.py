@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.distributed import all_reduce_sum, world_size
+from selfsup.losses.precision import float32
 
 
+@float32
 def cross_entropy_over_crop_pairs(targets: Sequence[Tensor], logits: Sequence[Tensor], temperature: float) -> Tensor:
     """Mean over every pair (i, v) with v != i of H(targets[i], softmax(logits[v] / temperature)), each
     term averaged over the batch.
@@ -30,6 +32,7 @@ def cross_entropy_over_crop_pairs(targets: Sequence[Tensor], logits: Sequence[Te
     return torch.stack(terms).mean()
 
 
+@float32
 def dino_targets(teacher_logits: Sequence[Tensor], center: Tensor, temperature: float) -> list[Tensor]:
     """The teacher's distributions: centred (minus the EMA centre, against collapse to one dimension) and
     sharpened (a low temperature, against collapse to the uniform distribution). No gradient."""
@@ -46,6 +49,7 @@ def dino_loss(student_logits: Sequence[Tensor], teacher_logits: Sequence[Tensor]
 
 
 @torch.no_grad()
+@float32
 def updated_center(center: Tensor, teacher_logits: Tensor, momentum: float = 0.9) -> Tensor:
     """DINO's centre after a batch: momentum * center + (1 - momentum) * the mean teacher output over the
     global batch (every process's rows, all_reduce as in the authors' `update_center`).

@@ -11,10 +11,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.errors import SelfSupError, unknown_name
+from selfsup.losses.precision import float32
 
 DISTANCES = ("smooth_l1", "mse")
 
 
+@float32
 def latent_prediction_loss(prediction: Tensor, target: Tensor, distance: str = "smooth_l1") -> Tensor:
     """Mean distance between `prediction` and the layer-normalised `target` (same shape, features last).
 

@@ -15,8 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.errors import SelfSupError
+from selfsup.losses.precision import float32
 
 
+@float32
 def scaled_info_nce(query: Tensor, keys: Tensor, temperature: float = 0.2, offset: int = 0) -> Tensor:
     """MoCo v3's ctr(q, k): `query` (N, D) against every row of `keys` (M, D), positives at rows offset..offset+N-1.
 

@@ -21,8 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.errors import SelfSupError
+from selfsup.losses.precision import float32
 
 
+@float32
 def nnclr_loss(neighbours: Tensor, predictions: Tensor, temperature: float = 0.1,
                all_neighbours: Tensor | None = None, all_predictions: Tensor | None = None, first: int = 0) -> Tensor:
     """(L_i + L'_i) / 2 averaged over the rows of `neighbours` and `predictions` (n, D), row i of one the

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.errors import SelfSupError
+from selfsup.losses.precision import float32
 
 
 def off_diagonal(matrix: Tensor) -> Tensor:
@@ -43,6 +44,7 @@ def standardize(z: Tensor, eps: float = 1e-5) -> Tensor:
     return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
 
 
+@float32
 def cross_correlation(z1: Tensor, z2: Tensor) -> Tensor:
     """Barlow Twins' C (D, D): correlation over the batch between dimension i of z1 and dimension j of z2."""
     _check_batch(z1, z2)
@@ -79,6 +81,7 @@ def covariance_term(z: Tensor) -> Tensor:
     return off_diagonal(cov).pow(2).sum() / z.shape[1]
 
 
+@float32
 def vicreg_terms(z1: Tensor, z2: Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tuple[Tensor, Tensor, Tensor]:
     """The unweighted invariance, variance (mean of the two views) and covariance (sum of the two views)."""
     _check_batch(z1, z2)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.data.base import DataSpec
+from selfsup.losses.precision import float32
 from selfsup.methods.base import METHODS
 from selfsup.methods.base.two_view import TwoViewConfig, TwoViewMethod
 from selfsup.nets import mlp
@@ -41,6 +42,7 @@ class BYOLConfig(TwoViewConfig):
     sync_bn: bool = True
 
 
+@float32
 def regression_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """2 - 2 cos(prediction, target) per sample, the squared distance of the normalised vectors."""
     return 2 - 2 * F.cosine_similarity(prediction, target.detach(), dim=-1)

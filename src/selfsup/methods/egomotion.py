@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
+from selfsup.losses.precision import float32
 from selfsup.methods.base import METHODS, Method, MethodConfig
 from selfsup.views import to_float
 from selfsup.views.frames import first_frame_if_clip
@@ -36,6 +37,7 @@ class EgomotionConfig(MethodConfig):
     equivariant: bool = True  # False: the invariance-only (slowness) baseline, M_g = I
 
 
+@float32  # squared distances against a margin: computed in fp32 under mixed precision
 def equivariance_loss(z: Tensor, z_moved: Tensor, motion: Tensor, maps: Tensor, margin: float) -> Tensor:
     """Contrastive equivariance loss of `z` (N, D) before and `z_moved` (N, D) after motions `motion` (N,)
     with one map per class `maps` (G, D, D); mismatched pairs pair z_i with z_moved of row i+1 (mod N)."""

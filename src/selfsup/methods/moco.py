@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from selfsup.data.base import DataSpec
 from selfsup.distributed import batch_shuffle, batch_unshuffle, gather, is_distributed
+from selfsup.losses.precision import float32
 from selfsup.methods.base import METHODS
 from selfsup.methods.base.two_view import TwoViewConfig, TwoViewMethod
 from selfsup.nets.momentum import ema_update, frozen_copy
@@ -178,9 +179,7 @@ class MoCo(TwoViewMethod):
         """InfoNCE with the positive key as class 0; enqueues this batch's keys when training."""
         q = self.query(im_q)  # (N, dim)
         k = self.keys(im_k)  # (N, dim), no gradient
-        l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)  # (N, 1)
-        l_neg = torch.einsum("nc,ck->nk", q, self.queue.clone().detach())  # (N, K): clone, enqueue writes in place
-        logits = torch.cat([l_pos, l_neg], dim=1) / self.config.temperature  # logits: Nx(1+K)
+        logits = queue_logits(q, k, self.queue.clone().detach(), self.config.temperature)  # clone: enqueue writes in place
         labels = torch.zeros(len(logits), dtype=torch.long, device=logits.device)  # positives are class 0
         loss = F.cross_entropy(logits, labels)
         if self.training:
@@ -189,6 +188,15 @@ class MoCo(TwoViewMethod):
 
     def after_step(self, progress: float) -> None:
         self._momentum_update_key_encoder()
+
+
+
+@float32
+def queue_logits(q: Tensor, k: Tensor, queue: Tensor, temperature: float) -> Tensor:
+    """Nx(1+K) logits over temperature: the positive key (class 0), then the K queued negatives (queue: dim x K)."""
+    l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)  # (N, 1)
+    l_neg = torch.einsum("nc,ck->nk", q, queue)  # (N, K)
+    return torch.cat([l_pos, l_neg], dim=1) / temperature  # logits: Nx(1+K)
 
 
 @METHODS.register("mocov1")

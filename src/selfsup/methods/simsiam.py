@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from selfsup.data.base import DataSpec
+from selfsup.losses.precision import float32
 from selfsup.methods.base import METHODS
 from selfsup.methods.base.two_view import TwoViewConfig, TwoViewMethod
 from selfsup.nets import mlp
@@ -41,6 +42,7 @@ class SimSiamConfig(TwoViewConfig):
     sync_bn: bool = True
 
 
+@float32
 def negative_cosine(p: Tensor, z: Tensor) -> Tensor:
     """D(p, z) = -cos(p, stopgrad(z)), averaged over the batch; no gradient reaches z."""
     return -F.cosine_similarity(p, z.detach(), dim=-1).mean()

@@ -36,6 +36,7 @@ from selfsup.data.base import DataSpec
 from selfsup.distributed import world_size
 from selfsup.errors import SelfSupError
 from selfsup.losses.clustering import sinkhorn_knopp, swapped_prediction_loss
+from selfsup.losses.precision import float32
 from selfsup.methods.base import METHODS
 from selfsup.methods.base.multi_crop import GLOBAL_CROPS, MultiCropConfig, MultiCropMethod
 from selfsup.nets import mlp
@@ -108,7 +109,7 @@ class SwAV(MultiCropMethod):
         batch's once the queue is full; then this batch's embeddings join the queue (training only, after
         `queue_start_steps`)."""
         if self._queue_in_use():
-            queued = self.queue[crop, :self._queue_slots()] @ self.prototypes.weight.T  # (L, K)
+            queued = float32(torch.matmul)(self.queue[crop, :self._queue_slots()], self.prototypes.weight.T)  # (L, K)
             scores = torch.cat([queued, scores])
         if self.training and self.config.queue_length > 0 and int(self.steps_done) >= self.config.queue_start_steps:
             self._enqueue(crop, embeddings)
@@ -122,7 +123,7 @@ class SwAV(MultiCropMethod):
         z = F.normalize(self.projector(torch.cat(self.crop_features(crops))), dim=1)  # (V*N, dim)
         frozen = int(self.steps_done) < self.config.freeze_prototypes_steps
         prototypes = self.prototypes.weight.detach() if frozen else self.prototypes.weight  # no gradient: frozen
-        scores = list(F.linear(z, prototypes).chunk(len(crops)))  # V x (N, K)
+        scores = list(float32(F.linear)(z, prototypes).chunk(len(crops)))  # V x (N, K), fp32: Sinkhorn's exp(s / eps)
         embeddings = z.detach().chunk(len(crops))
         in_use = self._queue_in_use()
         codes = [self.codes(i, scores[i].detach(), embeddings[i]) for i in range(GLOBAL_CROPS)]

@@ -17,15 +17,16 @@ class BlockEncoder(nn.Module):
     blocks: nn.ModuleDict
     channels_last = False  # set by `use_channels_last()`: weights and inputs in NHWC memory layout
 
-    def use_channels_last(self) -> None:
-        """Keep the conv weights, and convert each input, to the channels-last (NHWC) memory layout.
+    def use_channels_last(self, enabled: bool = True) -> None:
+        """Keep the conv weights, and convert each input, to the channels-last (NHWC) memory layout
+        (or back to the default NCHW layout with `enabled=False`).
 
         On CPU (oneDNN) and on GPUs with tensor cores, convolutions, BatchNorm and max-pooling run
         faster in NHWC; the values are the same, only the layout differs. Checkpoints are unaffected
         (saved contiguous, copied back into the parameters' layout on load).
         """
-        self.channels_last = True
-        self.to(memory_format=torch.channels_last)
+        self.channels_last = enabled
+        self.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)
 
     def pool(self, x: Tensor) -> Tensor:
         return x.flatten(1)
@@ -68,6 +69,22 @@ class BlockEncoder(nn.Module):
             self.train(was_training)
             object.__setattr__(self, "_dims_cache", dims)
         return self._dims_cache
+
+
+def choose_memory_layout(model: nn.Module, device_type: str) -> None:
+    """Channels-last for every convolutional block encoder in `model` when it trains on a GPU: cuDNN's
+    tensor-core convolutions want NHWC (bf16 and tf32 alike). On CPU each keeps the layout it was built
+    with (the ConvNet's channels-last is faster there in fp32; the ResNet's NCHW is kept as it was measured).
+
+    Known CPU limitation, not a GPU one: under CPU bf16 autocast, oneDNN's bf16 weight gradient of a strided
+    3x3 convolution on 1x1 maps (CPC's and patch location's small patches reach them) is now and then NaN,
+    in either layout (torch 2.13); CPU bf16 is for testing, GPUs train in bf16.
+    """
+    if device_type != "cuda":
+        return
+    for module in model.modules():
+        if isinstance(module, BlockEncoder) and any(isinstance(m, nn.Conv2d) for m in module.modules()):
+            module.use_channels_last(True)
 
 
 def freeze_upto(encoder: nn.Module, block: str | None) -> list[str]:

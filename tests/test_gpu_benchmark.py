@@ -1,0 +1,70 @@
+"""benchmarks/gpu.py --device cpu --quick: every part runs on tiny data and writes its JSON and markdown.
+lightly is not installed here, so its side must skip with a message instead of failing. No GPU is touched."""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import synthetic_images
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("gpu_bench", ROOT / "benchmarks" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_idx(path: Path, array: torch.Tensor) -> None:
+    """An IDX file as Fashion-MNIST ships it (gzip, big-endian header, unsigned bytes)."""
+    header = bytes([0, 0, 0x08, array.dim()]) + struct.pack(f">{array.dim()}I", *array.shape)
+    path.write_bytes(gzip.compress(header + array.to(torch.uint8).numpy().tobytes()))
+
+
+def tiny_fashion_mnist(root: Path) -> Path:
+    root.mkdir()
+    for prefix, n, seed in (("train", 320, 0), ("t10k", 160, 1)):
+        data = synthetic_images(n=n, seed=seed)
+        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", data.images[:, 0])
+        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", data.labels)
+    return root
+
+
+@pytest.mark.slow
+def test_quick_cpu_run_writes_every_part(tmp_path, monkeypatch):
+    gpu = load_script()
+    monkeypatch.setattr(gpu.speed_simclr, "WORK", tmp_path / "work")
+    report = gpu.main(["--device", "cpu", "--quick", "--data-root", str(tiny_fashion_mnist(tmp_path / "fm")),
+                       "--out", str(tmp_path / "out")])
+    saved = json.loads((tmp_path / "out" / "gpu_quick.json").read_text())
+    assert saved["device"] == "cpu" and saved["device_name"].startswith("CPU")
+    assert set(saved["load_average"]) == {"before", "after"}
+    assert [row["encoder"] for row in saved["comparison"]] == ["resnet18", "convnet"]
+    assert [row["image_size"] for row in saved["comparison"]] == [32, 28]  # the ResNet on upscaled images
+    for row in saved["comparison"]:
+        assert row["ours"]["images_per_s"] > 0 and 0 <= row["ours"]["knn_acc"] <= 1
+        if not gpu.lightly_importable():
+            assert "not importable" in row["lightly"]["skipped"]
+    assert set(saved["step_overhead"]) == {"resnet18", "convnet"}
+    assert saved["speedrun"]["train_images"] == 320 and 0 <= saved["speedrun"]["linear_probe_acc"] <= 1
+    assert saved["speedrun"]["seconds"]["total"] >= saved["speedrun"]["seconds"]["pretrain"] > 0
+    markdown = (tmp_path / "out" / "gpu_quick.md").read_text()
+    assert "Quick smoke run" in markdown and "(c) Speedrun" in markdown and report["quick"]
+
+
+def test_upscaled_images_keep_labels_and_uint8():
+    gpu = load_script()
+    data = synthetic_images(n=4)
+    big = gpu.upscaled(data, 32)
+    assert big.images.shape == (4, 1, 32, 32) and big.images.dtype == torch.uint8
+    assert torch.equal(big.labels, data.labels) and gpu.upscaled(data, 28) is data
+    flat = type(data)(torch.full((2, 1, 28, 28), 77, dtype=torch.uint8))
+    assert (gpu.upscaled(flat, 32).images == 77).all()  # bilinear resizing keeps a flat image flat
