@@ -259,3 +259,13 @@ def test_image_folder_names_follow_subsets(image_dir):
         data = image_folder(image_dir)
     assert data.subset(torch.tensor([4, 0])).names == [data.names[4], data.names[0]]
     assert data.subset(data.labels == 0).names == [n for n in data.names if n.startswith("cats/")]
+
+
+def test_embed_names_items_without_files_by_position(tmp_path):
+    run, method = saved_run(tmp_path, "rotation", GRAY_SPEC)
+    images = images_for(GRAY_SPEC, n=4)[:, 0].numpy()  # (N, H, W): a grey .npz
+    np.savez(tmp_path / "x.npz", images=images)
+    files = selfsup.embed(run, data=str(tmp_path / "x.npz"), out=tmp_path / "e.npz")
+    saved = np.load(files[0])
+    assert saved["names"].tolist() == ["train/0", "train/1", "train/2", "train/3"]
+    assert np.allclose(saved["embeddings"], method.features(torch.from_numpy(images)[:, None]).numpy(), atol=1e-6)
