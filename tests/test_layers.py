@@ -5,7 +5,8 @@ from pathlib import Path
 import selfsup
 
 PACKAGE = Path(selfsup.__file__).parent
-TOP = {"selfsup", "selfsup.api", "selfsup.cli", "selfsup.report", "selfsup.demo", "selfsup.bench", "selfsup.claims"}
+TOP = {"selfsup", "selfsup.api", "selfsup.cli", "selfsup.report", "selfsup.demo", "selfsup.bench", "selfsup.claims",
+       "selfsup.export"}
 
 
 def module_name(path: Path) -> str:

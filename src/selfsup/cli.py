@@ -1,4 +1,4 @@
-"""The `selfsup` command: pretrain, evaluate, bench, report, demo, list, download, generate."""
+"""The `selfsup` command: pretrain, evaluate, export, embed, bench, report, demo, list, download, generate."""
 from __future__ import annotations
 
 import argparse
@@ -84,6 +84,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if out["out"]:
         resumed = f" (resumed: {out['resumed_rows']} rows were already written)" if out["resumed_rows"] else ""
         print(f"written {out['out']}{resumed}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from selfsup.export import export
+    out = export(args.run, args.format, args.out)
+    print(f"exported {args.format} encoder to {out} (config.json says its input and output; README.md loads it)")
+
+
+def cmd_embed(args: argparse.Namespace) -> None:
+    from selfsup.export import embed
+    files = embed(args.run, data=args.data, out=args.out, batch_size=args.batch_size,
+                  progress=lambda line: print(line, flush=True))
+    print("written " + ", ".join(str(f) for f in files))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -172,6 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="write the rows (after every draw) and summary as JSON; run again to resume "
                     "(default RUN/evaluations/DATA-SETTINGS.json)")
     ev.set_defaults(func=cmd_evaluate)
+
+    ex = sub.add_parser("export", help="write a run's encoder with its preprocessing, to use without selfsup")
+    ex.add_argument("run", help="run folder")
+    ex.add_argument("--format", choices=["safetensors", "onnx", "torchscript"], default="safetensors",
+                    help="onnx and torchscript: one graph from uint8 images to features; safetensors: the weights "
+                         "and the preprocessing as TorchScript (default safetensors)")
+    ex.add_argument("--out", help="output folder (default RUN/export-FORMAT)")
+    ex.set_defaults(func=cmd_export)
+
+    em = sub.add_parser("embed", help="write one embedding per image (or document) with its file name")
+    em.add_argument("run", help="run folder")
+    em.add_argument("--data", help="folder of images, .npz, text, or dataset name (default: the run's own data)")
+    em.add_argument("--out", required=True, help="FILE.npy (with FILE.names.json), .npz, .csv, or .parquet "
+                    "(needs pyarrow)")
+    em.add_argument("--batch-size", type=int, default=256)
+    em.set_defaults(func=cmd_embed)
 
     rp = sub.add_parser("report", help="write RUN/report.html with the run's plots")
     rp.add_argument("run")

@@ -76,12 +76,15 @@ class ImageData:
     classes: list[str] = field(default_factory=list)
     name: str = "images"
     hflip_keeps_label: bool = True  # may supervised augmentation mirror an image? (clothes, photos: yes; digits: no)
+    names: list[str] | None = None  # each image's file (relative to the folder read), for `selfsup embed`; None: no files
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels is not None and len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.names is not None and len(self.names) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.names)} names")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -93,7 +96,8 @@ class ImageData:
 
     def subset(self, index: Tensor, name: str | None = None) -> "ImageData":
         labels = None if self.labels is None else self.labels[index]
-        return replace(self, images=self.images[index], labels=labels, name=name or self.name)
+        names = None if self.names is None else [self.names[i] for i in positions(index, len(self)).tolist()]
+        return replace(self, images=self.images[index], labels=labels, name=name or self.name, names=names)
 
     def batch(self, index: Tensor) -> Tensor:
         """The raw batch a method's `loss` receives: uint8 images at `index`."""
@@ -102,6 +106,11 @@ class ImageData:
     def labeled_batch(self, index: Tensor) -> tuple[Tensor, Tensor]:
         assert self.labels is not None, f"{self.name} has no labels"
         return self.images[index], self.labels[index]
+
+
+def positions(index: Tensor, n: int) -> Tensor:
+    """The positions (1-D int64) that `index` (positions or a boolean mask of length n) selects."""
+    return torch.arange(n)[index].view(-1)
 
 
 @dataclass

@@ -277,13 +277,14 @@ def read_image_folder(path: str | Path, size: int | None = None, channels: int |
         channels_rule = "given"
 
     # pass 2: decode (a truncated file can pass the header and fail here)
-    arrays, labels, classes = [], [], []
+    arrays, labels, classes, decoded = [], [], [], []
     for class_name, f, _, _ in headers:
         try:
             arrays.append(decode(f, size, channels, max_pixels))
         except Exception as e:
             skip(f, f"{type(e).__name__}: {e}")
             continue
+        decoded.append(f.relative_to(root).as_posix())
         if class_name is not None:
             if not classes or classes[-1] != class_name:
                 classes.append(class_name)
@@ -303,7 +304,7 @@ def read_image_folder(path: str | Path, size: int | None = None, channels: int |
                            f"the first problem: {skipped[0]}")
     images = torch.from_numpy(np.stack(arrays))
     label_tensor = torch.tensor(labels, dtype=torch.int64) if groups[0][0] is not None else None
-    return ImageData(images, label_tensor, classes, name=root.name), reading
+    return ImageData(images, label_tensor, classes, name=root.name, names=decoded), reading
 
 
 def image_folder(path: str | Path, size: int | None = None, channels: int | None = None,

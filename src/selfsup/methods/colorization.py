@@ -81,6 +81,7 @@ class Colorization(Method):
 
     # --- views and targets --------------------------------------------------------------------
     def encoder_input(self, batch: Tensor) -> Tensor:
+        """The L channel of Lab colour / 100, (N, 1, H, W) at the pretraining size: the encoder never sees colour."""
         return lightness_input(batch, self.spec)
 
     def predict(self, lightness_in: Tensor) -> Tensor:

@@ -58,6 +58,7 @@ class CPCSequence(Method):
                                         for _ in range(config.steps))  # W_k, one per step ahead
 
     def encoder_input(self, batch: Tensor) -> Tensor:
+        """Floats in [0, 1] (x / 255); a clip batch gives its first frames (evaluation is frame by frame)."""
         return to_float(first_frame_if_clip(batch))
 
     def codes_and_contexts(self, clips: Tensor) -> tuple[Tensor, Tensor]:

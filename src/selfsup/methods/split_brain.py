@@ -158,6 +158,7 @@ class SplitBrain(Method):
         self.ab_to_l = color_decoder(ab_channels, config.decoder_width, config.lightness_bins, size)
 
     def encoder_input(self, batch: Tensor) -> Tensor:
+        """Lab colour scaled to (L / 100, a / 110, b / 110) at the pretraining size; grey images get a = b = 0."""
         return split_input(batch, self.spec)
 
     def predict(self, x: Tensor) -> tuple[Tensor, Tensor]:

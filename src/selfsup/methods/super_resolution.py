@@ -113,6 +113,7 @@ class SuperResolution(AdversarialMethod):
         return upsample(downsample(images, self.config.scale), images.shape[-2:])
 
     def encoder_input(self, batch: Tensor) -> Tensor:
+        """Floats in [0, 1] (x / 255), downsampled by `scale` and upsampled back (the generator's input)."""
         return self.low_resolution_view(to_float(batch))
 
     def upscale(self, images: Tensor) -> tuple[Tensor, Tensor]:

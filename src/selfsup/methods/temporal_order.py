@@ -94,6 +94,7 @@ class TemporalOrder(Method):
                                         nn.Linear(config.hidden_dim, 2))
 
     def encoder_input(self, batch: Tensor) -> Tensor:
+        """Floats in [0, 1] (x / 255); a clip batch gives its first frames (evaluation is frame by frame)."""
         return to_float(first_frame_if_clip(batch))
 
     def logits(self, tuples: Tensor) -> Tensor:

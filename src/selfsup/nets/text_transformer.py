@@ -86,7 +86,8 @@ class TextTransformer(BlockEncoder):
             length = attention_mask.shape[1]
             allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=attention_mask.device).tril()
         # A padded query row would see no key in a left-padded decoder; let every query see itself.
-        return allowed | torch.eye(attention_mask.shape[1], dtype=torch.bool, device=attention_mask.device)
+        # (A float eye cast to bool: onnxruntime has no boolean EyeLike, and exports should run there.)
+        return allowed | torch.eye(attention_mask.shape[1], device=attention_mask.device).bool()
 
     def hidden_states(self, x: dict[str, Tensor], upto: str | None = None) -> Tensor:
         """Per-token states (N, L, D) after block `upto` (default: all blocks, then the final norm)."""
@@ -112,7 +113,7 @@ class TextTransformer(BlockEncoder):
             weights = mask.unsqueeze(-1).to(h.dtype)
             return (h * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         last = (mask.long().cumsum(1) * mask).argmax(1)  # index of the last real token
-        return h[torch.arange(len(h), device=h.device), last]
+        return h[torch.arange(h.shape[0], device=h.device), last]  # shape[0], not len(): exports keep N free
 
     def forward(self, x: dict[str, Tensor], upto: str | None = None, pool: str | None = None) -> Tensor:
         h = self.hidden_states(x, upto)

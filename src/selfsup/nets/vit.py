@@ -65,7 +65,7 @@ class PatchEmbed(nn.Module):
         return self.proj(images).flatten(2).transpose(1, 2) + self.pos
 
     def with_cls(self, tokens: Tensor) -> Tensor:
-        return torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)
+        return torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)  # shape[0], not len(): exports keep the batch size free
 
     def forward(self, images: Tensor) -> Tensor:
         return self.with_cls(self.patch_tokens(images))
