@@ -172,3 +172,25 @@ def fit_batch(method, batch, steps: int, lr: float) -> tuple[list[float], dict]:
         optimizer.step()
         losses.append(loss.item())
     return losses, metrics
+
+
+# --- two gloo processes against one --------------------------------------------------------------------
+def _spawned(local_rank: int, fn, init_file: str, out_dir: str, world: int, global_batch: int) -> None:
+    import os
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=local_rank, world_size=world)
+    try:
+        per_rank = global_batch // world
+        torch.save(fn(slice(local_rank * per_rank, (local_rank + 1) * per_rank)),
+                   os.path.join(out_dir, f"rank{local_rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def results_per_process(fn, tmp_path, global_batch: int, world: int = 2) -> list:
+    """Run `fn(shard)` (a module-level function of a test file) on `world` gloo processes, each on its slice
+    of a global batch of `global_batch` items, and return what each rank returned (tensors, dicts of them)."""
+    import torch.multiprocessing as mp
+    mp.spawn(_spawned, args=(fn, str(tmp_path / "init"), str(tmp_path), world, global_batch), nprocs=world, join=True)
+    return [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]

@@ -10,15 +10,13 @@ Views are precomputed from a fixed generator so both runs see the same inputs. O
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
-from conftest import GRAY_SPEC as SPEC
+from conftest import GRAY_SPEC as SPEC, results_per_process
 from selfsup.distributed import gather_with_grad, rank, world_size
 from selfsup.methods.base import build_method
 
@@ -81,20 +79,8 @@ def _run_all(shard: slice) -> dict:
     return results
 
 
-def _worker(local_rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=local_rank, world_size=WORLD)
-    try:
-        per_rank = GLOBAL_BATCH // WORLD
-        results = _run_all(slice(local_rank * per_rank, (local_rank + 1) * per_rank))
-        torch.save(results, os.path.join(out_dir, f"rank{local_rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
 def test_two_processes_equal_one_process_on_the_global_batch(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    ranks = results_per_process(_run_all, tmp_path, GLOBAL_BATCH, WORLD)
     single = _run_all(slice(0, GLOBAL_BATCH))
 
     for name in ("simclr", "mocov2", "barlow-twins", "vicreg", "nnclr"):

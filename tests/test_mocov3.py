@@ -4,17 +4,15 @@ gathered across 2 processes (gloo) equal to one process on the global batch."""
 from __future__ import annotations
 
 import math
-import os
 from copy import deepcopy
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
-from conftest import GRAY_SPEC as SPEC, TINY_OPTIONS, fit_batch, noise_images
+from conftest import GRAY_SPEC as SPEC, TINY_OPTIONS, fit_batch, noise_images, results_per_process
 from selfsup.errors import SelfSupError
 from selfsup.losses.momentum_contrast import scaled_info_nce
 from selfsup.methods.base import build_method
@@ -148,19 +146,8 @@ def _loss_and_averaged_grads(shard: slice) -> dict:
     return {"loss": loss.detach(), "acc": metrics["pretext_acc"], "grads": grads}
 
 
-def _worker(rank: int, init_file: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    try:
-        n = GLOBAL_BATCH // WORLD
-        torch.save(_loss_and_averaged_grads(slice(rank * n, (rank + 1) * n)), os.path.join(out_dir, f"{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
 def test_two_processes_with_gathered_keys_equal_one_process_on_the_global_batch(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"{r}.pt") for r in range(WORLD)]
+    ranks = results_per_process(_loss_and_averaged_grads, tmp_path, GLOBAL_BATCH, WORLD)
     single = _loss_and_averaged_grads(slice(0, GLOBAL_BATCH))
     # Each rank averages over its own queries against all 8 keys: the mean over ranks is the global loss.
     torch.testing.assert_close(sum(r["loss"] for r in ranks) / WORLD, single["loss"], atol=1e-5, rtol=1e-5)
