@@ -194,3 +194,14 @@ def results_per_process(fn, tmp_path, global_batch: int, world: int = 2) -> list
     import torch.multiprocessing as mp
     mp.spawn(_spawned, args=(fn, str(tmp_path / "init"), str(tmp_path), world, global_batch), nprocs=world, join=True)
     return [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
+
+
+def without_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """`module` with every BatchNorm replaced by identity, in place: per-process batch statistics would make
+    two processes differ from one for reasons the two-process tests do not check."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, torch.nn.Identity())
+        else:
+            without_batchnorm(child)
+    return module

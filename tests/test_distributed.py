@@ -16,22 +16,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from conftest import GRAY_SPEC as SPEC, results_per_process
+from conftest import GRAY_SPEC as SPEC, results_per_process, without_batchnorm
 from selfsup.distributed import gather_with_grad, rank, world_size
 from selfsup.methods.base import build_method
 
 WORLD = 2
 GLOBAL_BATCH = 8
 TINY = {"encoder_kwargs": {"widths": (4, 4, 4), "batch_norm": False}}  # no BatchNorm: see the docstring
-
-
-def _strip_batchnorm(module: nn.Module) -> nn.Module:
-    for name, child in module.named_children():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            setattr(module, name, nn.Identity())
-        else:
-            _strip_batchnorm(child)
-    return module
 
 
 def _views() -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +32,7 @@ def _views() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _build(name: str, **options: object) -> nn.Module:
     torch.manual_seed(0)  # the same initial weights (and MoCo queue) in every process
-    return _strip_batchnorm(build_method(name, SPEC, **TINY, **options))
+    return without_batchnorm(build_method(name, SPEC, **TINY, **options))
 
 
 def _step(method: nn.Module, view1: torch.Tensor, view2: torch.Tensor) -> dict:

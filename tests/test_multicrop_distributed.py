@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from conftest import GRAY_SPEC as SPEC, results_per_process
+from conftest import GRAY_SPEC as SPEC, results_per_process, without_batchnorm
 from selfsup.losses.clustering import sinkhorn_knopp
 from selfsup.losses.distillation import updated_center
 from selfsup.methods.base import build_method
@@ -20,15 +19,6 @@ from selfsup.methods.base import build_method
 WORLD = 2
 GLOBAL_BATCH = 6
 TINY = {"encoder_kwargs": {"widths": (4, 4, 4), "batch_norm": False}, "local_crops": 1}
-
-
-def _strip_batchnorm(module: nn.Module) -> nn.Module:
-    for name, child in module.named_children():
-        if isinstance(child, nn.modules.batchnorm._BatchNorm):
-            setattr(module, name, nn.Identity())
-        else:
-            _strip_batchnorm(child)
-    return module
 
 
 def _inputs() -> dict[str, torch.Tensor]:
@@ -44,11 +34,11 @@ def _run_all(shard: slice) -> dict:
     results = {"center": updated_center(torch.ones(1, 5), x["teacher"][shard], 0.9),
                "codes": sinkhorn_knopp(x["scores"][shard])}
     torch.manual_seed(0)
-    dino = _strip_batchnorm(build_method("dino", SPEC, **TINY, hidden_dim=8, bottleneck_dim=4, out_dim=6))
+    dino = without_batchnorm(build_method("dino", SPEC, **TINY, hidden_dim=8, bottleneck_dim=4, out_dim=6))
     results["dino_loss"] = dino.loss_from_crops(crops)[0].detach()
     results["dino_center"] = dino.center.clone()
     torch.manual_seed(0)
-    swav = _strip_batchnorm(build_method("swav", SPEC, **TINY, hidden_dim=8, dim=4, prototypes=3, queue_length=0))
+    swav = without_batchnorm(build_method("swav", SPEC, **TINY, hidden_dim=8, dim=4, prototypes=3, queue_length=0))
     results["swav_loss"] = swav.loss_from_crops(crops)[0].detach()
     return results
 

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from selfsup.api import own_data, run_data
 from selfsup.data.base import DataSource, DataSpec
 from selfsup.errors import SelfSupError
+from selfsup.evaluate.features import extract_features
 from selfsup.methods.base import Method
 from selfsup.runs import RunFolder, load_run
 from selfsup.text.tokenizer import CLS_ID, PAD_ID, SEP_ID, TOKENIZER_FILE, load_tokenizer
@@ -284,13 +285,6 @@ def item_names(data: DataSource, part: str) -> list[str]:
     return list(names) if names is not None else [f"{part}/{i}" for i in range(len(data))]
 
 
-@torch.no_grad()
-def features_of(method: Method, data: DataSource, batch_size: int) -> Tensor:
-    chunks = [method.features(data.batch(torch.arange(start, min(start + batch_size, len(data)))))
-              for start in range(0, len(data), batch_size)]
-    return torch.cat(chunks).float()
-
-
 def save_numpy(path: Path, save: Callable[[Any], None]) -> None:
     """Atomically write what `save(file)` writes (numpy appends .npy to a bare name, so pass it a file)."""
     def write(tmp: str) -> None:
@@ -354,7 +348,7 @@ def embed(run_dir: str | Path, data: str | None = None, out: str | Path = "embed
     for part, source in parts:
         if progress:
             progress(f"embedding {len(source)} items of {data} ({part})")
-        vectors.append(features_of(method, source, batch_size))
+        vectors.append(extract_features(method, source, batch_size=batch_size))
         names += item_names(source, part)
     out.parent.mkdir(parents=True, exist_ok=True)
     return write_embeddings(out, torch.cat(vectors).numpy(), names)
