@@ -73,13 +73,13 @@ def seconds_per_call(step: Callable[[], None], repeats: int, warmup: int = 2) ->
     return (time.perf_counter() - start) / repeats
 
 
-def calibrate(name: str, pool: Any, batch_size: int, repeats: int = 5) -> dict:
-    """Seconds per training step of method `name` on a real batch, and of a bare step of its encoder
-    (forward, backward, Adam) on the same images as the method feeds them, in one run so both see the
-    same machine load."""
+def calibrate(name: str, pool: Any, batch_size: int, repeats: int = 5, options: dict | None = None) -> dict:
+    """Seconds per training step of method `name` (with Config `options`) on a real batch, and of a bare
+    step of its encoder (forward, backward, Adam) on the same images as the method feeds them, in one run
+    so both see the same machine load."""
     from selfsup.train import make_optimizer
     torch.manual_seed(0)
-    method = build_method(name, pool.spec).train()
+    method = build_method(name, pool.spec, **(options or {})).train()
     batch = pool.batch(torch.arange(batch_size))
     phases = method.phases or (None,)
     optimizers = [make_optimizer(list(method.phase_parameters(p)) if p else method.trainable_parameters(),
