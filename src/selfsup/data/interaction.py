@@ -350,7 +350,7 @@ def cached_interactions(textures: Tensor, texture_labels: Tensor, num: int, seed
 
         def write(tmp: str) -> None:
             buffer = io.BytesIO()
-            np.savez(buffer, **{f: getattr(data, f).numpy() for f in fields})
+            np.savez_compressed(buffer, **{f: getattr(data, f).numpy() for f in fields})  # mostly bare table
             Path(tmp).write_bytes(buffer.getvalue())
         try:  # a cache we cannot write (read-only home) only costs time
             atomic_write(path, write)
