@@ -47,7 +47,7 @@ from selfsup.runs import load_weights, save_weights
 from selfsup.train import lr_factor, make_optimizer
 from selfsup.utils import atomic_write_text, load_average
 
-FULL = {"pretrain_pokes": 10000, "test_pokes": 2000, "steps": {"physical-interaction": 1500, "rotation": 750},
+FULL = {"pretrain_pokes": 10000, "test_pokes": 2000, "steps": {"physical-interaction": 1500, "rotation": 1500},
         "batch": {"physical-interaction": 128, "rotation": 128}, "budgets": [10, 50], "draws": 3,
         "probe_epochs": 100, "supervised_steps": 300}
 QUICK = {"pretrain_pokes": 1000, "test_pokes": 300, "steps": {"physical-interaction": 40, "rotation": 20},
