@@ -50,7 +50,7 @@ from selfsup.utils import atomic_write_text, load_average
 FULL = {"pretrain_pokes": 10000, "test_pokes": 2000, "steps": {"physical-interaction": 1500, "rotation": 1500},
         "batch": {"physical-interaction": 128, "rotation": 128}, "budgets": [10, 50], "draws": 3,
         "probe_epochs": 100, "supervised_steps": 300}
-QUICK = {"pretrain_pokes": 1000, "test_pokes": 300, "steps": {"physical-interaction": 40, "rotation": 20},
+QUICK = {"pretrain_pokes": 800, "test_pokes": 200, "steps": {"physical-interaction": 30, "rotation": 30},
          "batch": {"physical-interaction": 128, "rotation": 128}, "budgets": [10, 50], "draws": 2,
          "probe_epochs": 10, "supervised_steps": 10}
 KNN_K = 10  # few labels: at most 50 per class
@@ -199,8 +199,9 @@ def markdown(r: dict) -> str:
              f"{cfg['pretrain_pokes']} training pokes (Fashion-MNIST train textures) and {cfg['test_pokes']} test pokes "
              f"(Fashion-MNIST test textures) on the simulated pymunk table, 64x64 greyscale renders; simulating and "
              f"rendering all {sim['pokes']} took {sim['seconds']:.1f} s (load average {sim['load_average']}). "
-             f"{r['threads']} threads ({r['machine']}, torch {r['torch']}); load average at the end "
-             f"{r.get('load_average_end')}. Pretraining: " +
+             f"{r['threads']} threads ({r['machine']}, torch {r['torch']}); the last run took "
+             f"{r['wall_seconds_this_run']:.0f} s (resumed units are not redone), load average at its end "
+             f"{r['load_average_end']}. Pretraining: " +
              ", ".join(f"{n} {p['steps']} steps x {p['batch_size']} in {p['seconds']:.0f} s "
                        f"(load average {p['load_average']})" for n, p in pre.items()) +
              f". Linear probe {cfg['probe_epochs']} epochs, kNN k={KNN_K}, supervised {cfg['supervised_steps']} steps; "

@@ -14,6 +14,8 @@ Every label is computed here from the simulator's measured outcome in the batch;
 
 Deviations from the paper:
 - a simulated 2-D table (pymunk) instead of a Baxter robot, and pokes only (no grasping, no tactile sensing);
+- the forward direction: outcome from patch and action (the paper's push task predicts the action from the
+  before/after images; its poke task, like ours, predicts what a poke does: the tactile response);
 - 32x32 greyscale contact patches of 64x64 images and the small ConvNet (paper: 227x227 colour crops, AlexNet);
 - the action (contact position, push direction, force) enters as a learned embedding concatenated to the
   trunk's features (the paper's grasp net reads one output per discretised angle instead);
