@@ -117,7 +117,7 @@ def test_property_views_are_object_centred_and_labelled_by_the_property(data) ->
     for column, prop in enumerate(("shape", "mass", "material")):
         views = property_views(data, prop)
         assert torch.equal(views.labels, data.properties[:, column]) and views.images.shape == (96, 1, 32, 32)
-    centre = data.centre.round().long()
+    centre = data.centre.floor().long()  # the pixel holding the object's centre
     rows = torch.arange(96)
     shapes = property_views(data, "shape")
     assert torch.equal(shapes.images[:, 0, 16, 16], data.before[rows, 0, centre[:, 1], centre[:, 0]])

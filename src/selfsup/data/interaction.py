@@ -207,8 +207,8 @@ def render(objects: Objects, position: Tensor, angle: Tensor, image_size: int = 
     """Top-down greyscale images uint8 (N, 1, S, S) of each object at `position` (N, 2) and `angle` (N,):
     the texture follows the object's pose; pixel (row, col) shows world point (col + 0.5, row + 0.5).
 
-    Only a `window` x `window` square around each object is drawn (objects reach at most 1.2 * 9 * sqrt(2)
-    < 16 pixels from their centre), then pasted onto the table: 4x fewer pixels than the whole image.
+    Only a `window` x `window` square around each object is drawn (objects reach at most 1.35 * 9 ~ 12.1
+    pixels from their centre: a rectangle's corner), then pasted onto the table: 4x fewer pixels than the image.
     """
     n, pad = len(objects), window
     corner = (position.round().long() - window // 2).clamp(-pad, image_size)  # window's top-left pixel (x, y)
@@ -323,7 +323,7 @@ def property_views(data: InteractionData, prop: str, size: int = 32, name: str |
         raise SelfSupError(f"unknown object property {prop!r}; choose one of {', '.join(PROPERTIES)}")
     half = size // 2
     padded = F.pad(data.before, (half, half, half, half), value=TABLE)
-    corner = data.centre.round().long()  # top-left of the crop in the padded image = centre - half + half
+    corner = data.centre.floor().long()  # the pixel holding the centre; top-left in the padded image
     rows = (corner[:, 1, None] + torch.arange(size)).view(-1, 1, size, 1)
     cols = (corner[:, 0, None] + torch.arange(size)).view(-1, 1, 1, size)
     crops = padded[torch.arange(len(data)).view(-1, 1, 1, 1), torch.zeros(1, 1, 1, 1, dtype=torch.long), rows, cols]
