@@ -12,6 +12,7 @@ import pytest
 
 from selfsup.data.base import DataSpec, ImageData
 from selfsup.data.egomotion import EgomotionData, make_egomotion_pairs
+from selfsup.data.interaction import InteractionData, make_interactions
 from selfsup.data.sprites import VideoData, make_sprite_clips
 from selfsup.data.text import TextData
 from selfsup.methods import jigsaw
@@ -51,6 +52,7 @@ TINY_OPTIONS: dict[str, dict] = {
     "nnclr": TINY_BN | {"hidden_dim": 16, "projection_dim": 8, "predictor_hidden_dim": 16, "support_size": 16},
     "nsp": TINY_TEXT,
     "patch-location": TINY,
+    "physical-interaction": TINY | {"action_dim": 4, "hidden_dim": 8},
     "rotation": TINY,
     "simclr": TINY_BN,
     "simsiam": TINY_BN | {"projection_dim": 16, "predictor_dim": 4},
@@ -117,6 +119,11 @@ def egomotion_pairs(num_pairs: int = 300, **kwargs) -> EgomotionData:
     return make_egomotion_pairs(noise_images(20), torch.arange(20) % 4, num_pairs, canvases=10, grid=3, **kwargs)
 
 
+def pokes(num: int = 64, **kwargs) -> InteractionData:
+    """Pokes of objects on the simulated table, textured with 20 noise images labelled as all 10 classes."""
+    return make_interactions(noise_images(20), torch.arange(20) % 10, num, **kwargs)
+
+
 # A tiny stand-in for each method's default dataset (`Method.default_data`): the same kind of data, batch and spec.
 TINY_STAND_INS = {
     "fashion-mnist": lambda: synthetic_images(16),
@@ -125,6 +132,7 @@ TINY_STAND_INS = {
     "sprites": lambda: sprite_clips(8, frames=6, colors=False),
     "sprites-color": lambda: sprite_clips(8),
     "egomotion": lambda: egomotion_pairs(16),
+    "interaction": lambda: pokes(16),
 }
 
 
