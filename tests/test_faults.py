@@ -206,3 +206,36 @@ def test_changed_or_non_finite_weights_are_refused_on_load(tmp_path):
     selfsup.runs.save_checkpoint({"state_dict": renamed}, tmp_path / "renamed.safetensors")
     with pytest.raises(SelfSupError, match="does not fit the method"):
         selfsup.runs.load_weights(model, tmp_path / "renamed.safetensors")
+
+
+def test_every_atomic_write_goes_through_the_one_helper():
+    """One implementation of write-fsync-rename (selfsup.utils.atomic_write): no module renames files itself."""
+    from pathlib import Path
+    src = Path(selfsup.runs.__file__).parent
+    own = [f"{p.relative_to(src)}:{n}" for p in src.rglob("*.py") if p.name != "utils.py"
+           for n, line in enumerate(p.read_text().splitlines(), 1)
+           if any(word in line for word in ("os.replace(", "os.rename(", "mkstemp("))]
+    assert own == []
+
+
+def test_caches_are_written_atomically_with_fsync_and_a_refused_write_is_ignored(tmp_path, monkeypatch):
+    import numpy as np
+    import selfsup.utils
+    from selfsup.data.photos import load_photos
+    from selfsup.methods import jigsaw
+    synced = []
+    real_fsync = selfsup.utils.fsync_path
+    monkeypatch.setattr(selfsup.utils, "fsync_path", lambda p: (synced.append(str(p)), real_fsync(p)))
+    perms = jigsaw.permutation_set(10, seed=1, cache_dir=tmp_path / "jig")
+    assert str(tmp_path / "jig") in synced  # the folder is synced after the rename
+    assert len(synced) == 2  # ... and the temporary file before it
+    # A disk that refuses the write (full): the permutations still come back, and no temporary file is left.
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "replace", full)
+    again = jigsaw.permutation_set(10, seed=1, cache_dir=tmp_path / "full")
+    assert np.array_equal(again, perms) and list((tmp_path / "full").iterdir()) == []
+    from PIL import Image
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "a.png")
+    photos = load_photos([tmp_path / "a.png"], size=(8, 8), cache_dir=tmp_path / "photos")
+    assert photos.shape == (1, 3, 8, 8) and list((tmp_path / "photos").iterdir()) == []

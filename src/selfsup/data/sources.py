@@ -21,6 +21,7 @@ from selfsup.data.base import DatasetSplits, ImageData
 from selfsup.data.folder import image_folder, read_image_folder  # noqa: F401  (image_folder is public here)
 from selfsup.data.registry import DATASETS
 from selfsup.errors import SelfSupError
+from selfsup.utils import atomic_write
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -84,10 +85,8 @@ def download_fashion_mnist(target: str | Path = FASHION_DIRS[1]) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for pair in FASHION_FILES.values():
         for name in pair:
-            if not (target / name).exists():
-                tmp = target / (name + ".part")
-                urllib.request.urlretrieve(FASHION_URL + name, tmp)
-                os.replace(tmp, target / name)
+            if not (target / name).exists():  # fsync'd and renamed: a cut download leaves no half file
+                atomic_write(target / name, lambda tmp, name=name: urllib.request.urlretrieve(FASHION_URL + name, tmp))
     return target
 
 
