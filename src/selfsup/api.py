@@ -197,13 +197,16 @@ def _pretrain_locked(cls: type[Method], method: str, data: str, run: RunFolder, 
     if pool is None:
         splits = load_dataset(data, modality=cls.modality, **reading_options)
         held = held_out_test(splits, seed=test_seed)
-        test, reading = record_test_set(run, held, splits.train), record_reading(run, splits)
         pool_data = random_subset(held.rest, pool_size, seed)
     else:
-        held, test, reading = None, {"rule": "an explicit pool passed from Python: the caller holds the test set out"}, {}
+        held = None
         pool_data = random_subset(pool, pool_size, seed)
     L.seed_everything(seed, verbose=False)
-    m = build_method(method, pool_data.spec, **(options or {}))
+    m = build_checked(method, pool_data.spec, options or {})  # before any file is written: no run folder is left
+    if pool is None:
+        test, reading = record_test_set(run, held, splits.train), record_reading(run, splits)
+    else:
+        test, reading = {"rule": "an explicit pool passed from Python: the caller holds the test set out"}, {}
     record = {"method": method, "method_config": asdict(m.config), "spec": asdict(pool_data.spec),
               "data": {"name": data, "source": source_id(data), "pool_size": len(pool_data), "seed": seed,
                        "explicit_pool": pool is not None, "test": test} | reading}
@@ -244,9 +247,47 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
 def check_compatible(method: Method, spec: DataSpec) -> None:
     """Transfer needs the same modality and channel count; image size may differ for conv encoders."""
     if method.modality != spec.modality:
-        raise SelfSupError(f"the encoder was trained on {method.modality} data but this data is {spec.modality}")
+        raise SelfSupError(f"the encoder was trained on {method.modality} data but this data is {spec.modality}; "
+                           f"evaluate it on {method.modality} data (--data)")
     if spec.modality == "image" and method.spec.channels != spec.channels and method.spec.channels == 1:
-        raise SelfSupError(f"the encoder takes {method.spec.channels}-channel images, the data has {spec.channels}")
+        raise SelfSupError(f"the encoder takes {method.spec.channels}-channel images, the data has {spec.channels}; "
+                           f"evaluate it on {method.spec.channels}-channel images")
+
+
+def too_small(name: str, encoder: str, spec: DataSpec, error: RuntimeError) -> SelfSupError:
+    return SelfSupError(f"the {encoder} encoder of {name} cannot take {spec.height}x{spec.width} images "
+                        f"({' '.join(str(error).split())[:200]}); give larger images (resize them; a folder is "
+                        f"resized with --image-size) or choose another encoder")
+
+
+def build_checked(name: str, spec: DataSpec, options: dict) -> Method:
+    """`build_method`, with images too small for the encoder (4x4 for a ConvNet with three poolings) as one
+    clear error instead of a traceback from deep inside it (building runs the encoder once, for its size)."""
+    try:
+        method = build_method(name, spec, **options)
+    except RuntimeError as e:
+        if spec.modality != "image":
+            raise
+        raise too_small(name, options.get("encoder", METHODS.get(name).Config.encoder), spec, e) from e
+    check_input_size(method, spec)
+    return method
+
+
+def check_input_size(method: Method, spec: DataSpec) -> None:
+    """Run the encoder once on two blank images of `spec`'s size (eval mode, no gradient, the RNG untouched):
+    images too small for it are one clear error, not a traceback from the first training or evaluation step."""
+    if spec.modality != "image":
+        return
+    batch = torch.zeros(2, spec.channels, spec.height, spec.width, dtype=torch.uint8)
+    was_training = method.training
+    method.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            method.features(batch.to(next(method.parameters()).device))
+    except RuntimeError as e:
+        raise too_small(method.name, method.config.encoder, spec, e) from e
+    finally:
+        method.train(was_training)
 
 
 def evaluation_split(splits: DatasetSplits, data: str, run: RunFolder | None) -> HeldOut:
@@ -339,6 +380,7 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
     held = evaluation_split(splits, data, run)
     train, test = held.rest, held.test
     check_compatible(method, train.spec)
+    check_input_size(method, train.spec)
     if label_fraction is not None:
         counts = torch.bincount(train.labels)
         labels_per_class = [max(1, int(label_fraction * counts.min().item()))]
