@@ -157,6 +157,13 @@ def image_folder_of(tmp: Path) -> str:
     return str(tmp / "pics")
 
 
+def folder_of(tmp: Path, files: dict[str, bytes]) -> str:
+    (tmp / "folder").mkdir(exist_ok=True)
+    for name, content in files.items():
+        write(tmp / "folder", name, content)
+    return str(tmp / "folder")
+
+
 def saved_run(tmp: Path, method: str, spec, **options) -> str:
     """A run folder written by hand (weights and config.json, no training): what `evaluate` reads."""
     from dataclasses import asdict
@@ -213,6 +220,13 @@ DATA_CASES = [
      ["plain.npy", "np.savez", "np.load('plain.npy')"]),
     ("text-file-to-image-method", lambda t: pretrain("--data", write(t, "notes.txt", "some words\n")),
      ["notes.txt", "image methods do not read", "text methods"]),
+    # folders of images (how they are read is the subject of the own-data issue; these end in one line)
+    ("folder-without-images", lambda t: pretrain("--data", folder_of(t, {"readme.md": b"no pictures"})),
+     ["no images found in", "Pillow formats"]),
+    ("folder-all-corrupt", lambda t: pretrain("--data", folder_of(t, {"a.png": b"\x89PNG broken", "b.jpg": b"junk"})),
+     ["none of the 2 image files", "could be decoded", "a.png", "replace them"]),
+    ("folder-image-size-4", lambda t: pretrain("--data", image_folder_of(t), "--image-size", "4"),
+     ["4x4", "give larger images", "--image-size"]),
     # evaluating a run on data of the other kind
     ("evaluate-text-run-on-images", lambda t: ["evaluate", saved_run(t, "mlm", TEXT_SPEC, **TINY_TEXT), "--data",
                                                tiny_npz(t)], ["tiny.npz", "NumPy arrays", "takes text"]),
