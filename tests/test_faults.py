@@ -239,3 +239,54 @@ def test_caches_are_written_atomically_with_fsync_and_a_refused_write_is_ignored
     Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "a.png")
     photos = load_photos([tmp_path / "a.png"], size=(8, 8), cache_dir=tmp_path / "photos")
     assert photos.shape == (1, 3, 8, 8) and list((tmp_path / "photos").iterdir()) == []
+
+
+def test_a_checkpoint_carries_a_checksum_and_changed_bytes_or_metadata_are_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from selfsup.runs import CHECKSUM_KEY, STRUCTURE_KEY, save_checkpoint
+    path = tmp_path / "last.ckpt"
+    save_checkpoint({"state_dict": {"w": torch.arange(64.0)}, "global_step": 7}, path)
+    assert load_checkpoint(path)["global_step"] == 7
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01  # one bit of the last tensor value
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SelfSupError, match="does not match the SHA-256 it carries"):
+        load_checkpoint(path)
+    save_checkpoint({"state_dict": {"w": torch.arange(64.0)}, "global_step": 7}, path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    edited = metadata[STRUCTURE_KEY].replace("7", "8")  # a hand-edited step count, the checksum left as it was
+    assert edited != metadata[STRUCTURE_KEY]
+    save_file(tensors, str(path), metadata={STRUCTURE_KEY: edited, CHECKSUM_KEY: metadata[CHECKSUM_KEY]})
+    with pytest.raises(SelfSupError, match="does not match the SHA-256"):
+        load_checkpoint(path)
+
+
+def test_resume_does_not_trust_a_data_path_in_config_json(tmp_path, monkeypatch):
+    """A tampered or stale config.json path is refused; the user names the data again with --data."""
+    import numpy as np
+    import selfsup.api as api
+    monkeypatch.chdir(tmp_path)
+    images = synthetic_images(n=160, classes=4)
+    np.savez(tmp_path / "mine.npz", images=images.images.numpy(), labels=images.labels.numpy())
+    np.savez(tmp_path / "other.npz", images=images.images.numpy()[::-1].copy())
+    run = tmp_path / "run"
+    api.pretrain("rotation", str(tmp_path / "mine.npz"), epochs=1, batch_size=64, run_dir=run, monitor=False,
+                 options=TINY, train=QUIET)
+    config = RunFolder(run).config
+    record = json.loads(config.read_text())
+    assert load_checkpoint(RunFolder(run).last_checkpoint)["selfsup_data"]["source"] == str(tmp_path / "mine.npz")
+    config.write_text(json.dumps(dict(record, data=dict(record["data"], source=str(tmp_path / "other.npz")))))
+    with pytest.raises(SelfSupError, match=r"names the data .*other.npz, but .* was started on .*mine.npz.*--data"):
+        api.resume(run, epochs=2)
+    config.write_text(json.dumps(record))
+    (tmp_path / "moved").mkdir()
+    os.rename(tmp_path / "mine.npz", tmp_path / "moved" / "mine.npz")
+    with pytest.raises(SelfSupError, match=r"mine.npz, no longer exists .*--data PATH"):
+        api.resume(run, epochs=2)
+    with pytest.raises(SelfSupError, match="has changed since"):  # named again, but other items: fingerprints differ
+        api.resume(run, epochs=2, data=str(tmp_path / "other.npz"))
+    result = api.resume(run, epochs=2, data=str(tmp_path / "moved" / "mine.npz"))
+    assert result.epochs == 2
+    assert json.loads(config.read_text())["data"]["source"] == str(tmp_path / "moved" / "mine.npz")
