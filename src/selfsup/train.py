@@ -347,6 +347,14 @@ class StopSignals:
             raise KeyboardInterrupt
         self.signum = signum
 
+    def take_over(self) -> None:
+        """Handle the signals ourselves again, once Lightning has put its own SIGTERM handler first (at fit
+        start). Its handler kills the other DDP processes and stops at the next step without a checkpoint;
+        ours lets every process agree on the step, save there, and stop together."""
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                signal.signal(s, self._handle)
+
     @contextmanager
     def installed(self) -> Iterator["StopSignals"]:
         if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread only
@@ -380,6 +388,9 @@ class Checkpoints(Callback):
         self.path, self.every_steps, self.every_minutes, self.signals = path, every_steps, every_minutes, signals
         self.data_record = data_record  # what the run trains on; a resume checks config.json against it
         self.last_save = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.signals.take_over()
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:  # noqa: ANN001
         if self.data_record is not None:
