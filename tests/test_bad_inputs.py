@@ -3,7 +3,10 @@ CLI prints as one line on stderr with exit code 2, naming the input and the fix.
 traceback, and none may be accepted silently. The files are written here, by the tests.
 
 Most cases fail while the options are checked, before any data is read or any step is run, so the whole
-corpus runs in a few seconds; the CLI is called in-process (`main(argv)`).
+corpus runs in a few seconds; the CLI is called in-process (`main(argv)`). The data cases (`DATA_CASES`) fail
+while the data is read or checked against the encoder, before a run folder is written. Text files that
+cannot be text (binary, one huge line) are first a counted, named skip; with none left, one line. Sparse
+labels are not an error: they are remapped and said (`test_sparse_labels_are_remapped_and_said`).
 """
 from __future__ import annotations
 
@@ -230,6 +233,9 @@ DATA_CASES = [
     # evaluating a run on data of the other kind
     ("evaluate-text-run-on-images", lambda t: ["evaluate", saved_run(t, "mlm", TEXT_SPEC, **TINY_TEXT), "--data",
                                                tiny_npz(t)], ["tiny.npz", "NumPy arrays", "takes text"]),
+    ("evaluate-on-4x4-images", lambda t: ["evaluate", saved_run(t, "rotation", IMAGES.spec, **TINY), "--data",
+                                          npz_of(t, "small.npz", images=images[:, :, :4, :4], labels=labels)],
+     ["4x4", "give larger images"]),
     ("evaluate-image-run-on-text", lambda t: ["evaluate", saved_run(t, "rotation", IMAGES.spec, **TINY), "--data",
                                               write(t, "notes.txt", "some words\n")], ["notes.txt", "text methods"]),
 ]

@@ -11,6 +11,9 @@ or `checkpoint_every_minutes` minutes, and at the current step when SIGTERM or S
 stops with `RunInterrupted` (exit code 128 + signal). A checkpoint taken mid-epoch stores the position in
 the epoch's permutation and the RNG state, so a resume from it finishes bit-identical to a run that was
 never stopped. config.json's status reads running, done, interrupted or failed (with the reason).
+Under DDP the signal handlers are taken back from Lightning at train start, so a SIGTERM to rank 0 alone
+stops every process at the same step, after rank 0 has written the checkpoint. A checkpoint also records
+the data the run started on, which a resume trusts over config.json.
 """
 from __future__ import annotations
 
