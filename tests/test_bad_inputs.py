@@ -3,7 +3,10 @@ CLI prints as one line on stderr with exit code 2, naming the input and the fix.
 traceback, and none may be accepted silently. The files are written here, by the tests.
 
 Most cases fail while the options are checked, before any data is read or any step is run, so the whole
-corpus runs in a few seconds; the CLI is called in-process (`main(argv)`).
+corpus runs in a few seconds; the CLI is called in-process (`main(argv)`). The data cases (`DATA_CASES`) fail
+while the data is read or checked against the encoder, before a run folder is written. Text files that
+cannot be text (binary, one huge line) are first a counted, named skip; with none left, one line. Sparse
+labels are not an error: they are remapped and said (`test_sparse_labels_are_remapped_and_said`).
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ import torch
 import selfsup.api as api
 from selfsup.cli import main
 from selfsup.errors import SelfSupError
-from conftest import TINY, synthetic_images
+from selfsup.data.base import DataSpec
+from conftest import TINY, TINY_TEXT, synthetic_images
 
 TINY_SET = ["--set", json.dumps(TINY["encoder_kwargs"]).join(["encoder_kwargs=", ""])]
 
@@ -131,6 +135,113 @@ CASES = [
 ]
 
 
+# --- data that used to be silently wrong or a traceback (issue 12, section 4) --------------------------------
+def npz_of(tmp: Path, name: str, **arrays) -> str:
+    np.savez(tmp / name, **arrays)
+    return str(tmp / name)
+
+
+def forged_npz(tmp: Path, shape: tuple[int, ...]) -> str:
+    """A tiny .npz whose array header declares `shape`: np.load would try to allocate all of it."""
+    import io
+    import zipfile
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    with zipfile.ZipFile(tmp / "forged.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("images.npy", header.getvalue() + bytes(1000))
+    return str(tmp / "forged.npz")
+
+
+def image_folder_of(tmp: Path) -> str:
+    from PIL import Image
+    (tmp / "pics" / "cats").mkdir(parents=True, exist_ok=True)
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 40 * i, np.uint8)).save(tmp / "pics" / "cats" / f"{i}.png")
+    return str(tmp / "pics")
+
+
+def folder_of(tmp: Path, files: dict[str, bytes]) -> str:
+    (tmp / "folder").mkdir(exist_ok=True)
+    for name, content in files.items():
+        write(tmp / "folder", name, content)
+    return str(tmp / "folder")
+
+
+def saved_run(tmp: Path, method: str, spec, **options) -> str:
+    """A run folder written by hand (weights and config.json, no training): what `evaluate` reads."""
+    from dataclasses import asdict
+    from selfsup.methods import build_method
+    from selfsup.runs import RunFolder, save_weights
+    run = RunFolder(tmp / f"{method}-run")
+    m = build_method(method, spec, **options)
+    run.path.mkdir(exist_ok=True)
+    digest = save_weights(m, run.weights)
+    run.write_config({"method": method, "method_config": asdict(m.config), "spec": asdict(spec),
+                      "data": {"name": "elsewhere", "source": "elsewhere"}, "weights_sha256": digest})
+    return str(run.path)
+
+
+TEXT_SPEC = DataSpec("text", channels=0, height=0, width=0, vocab_size=64, seq_len=16, extra={"pair_len": 13})
+TINY_TEXT_SET = ["--set", 'encoder_kwargs={"dim": 16, "layers": 1, "heads": 2, "ffn_dim": 32}']
+IMAGES = synthetic_images(n=64, classes=4)
+images, labels = IMAGES.images.numpy(), IMAGES.labels.numpy()
+
+
+def text(*args: str) -> list[str]:
+    return ["pretrain", "mlm", "--no-progress", *TINY_TEXT_SET, *args]
+
+
+DATA_CASES = [
+    # text methods given what is not text: skipped as binary (counted, named), then one line when none is left
+    ("text-random-bytes", lambda t: text("--data", write(t, "noise.bin", np.random.default_rng(0).bytes(4096))),
+     ["noise.bin", "binary", "Give UTF-8"]),
+    ("text-elf-binary", lambda t: text("--data", write(t, "tool", b"\x7fELF\x02\x01\x01" + bytes(200) + b"main")),
+     ["tool", "executable (ELF)", "Give UTF-8"]),
+    ("text-npz", lambda t: text("--data", tiny_npz(t)), ["tiny.npz", "NumPy arrays", "give a text file"]),
+    ("text-npz-renamed", lambda t: text("--data", write(t, "data.txt", (t / "..").joinpath(tiny_npz(t)).read_bytes())),
+     ["data.txt", "zip archive", "Give UTF-8"]),
+    ("text-image-folder", lambda t: text("--data", image_folder_of(t)), ["pics", "no text files", "text methods"]),
+    ("text-one-huge-line", lambda t: text("--data", write(t, "dump.txt", b"word " * 250_000)),
+     ["dump.txt", "over 1,000,000 bytes", "split it"]),
+    # .npz and other files given to image methods
+    ("npz-one-hwc-image", lambda t: pretrain("--data", npz_of(t, "one.npz", images=np.zeros((28, 28, 3), np.uint8))),
+     ["one.npz", "(28, 28, 3)", "without the N axis", "x[None]"]),
+    ("npz-one-hw-image", lambda t: pretrain("--data", npz_of(t, "one.npz", images=np.zeros((28, 28), np.uint8))),
+     ["one.npz", "without the N axis"]),
+    ("npz-4x4-images", lambda t: pretrain("--data", npz_of(t, "small.npz", images=images[:, :, :4, :4])),
+     ["4x4", "convnet", "give larger images"]),
+    ("npz-nan-pixels", lambda t: pretrain("--data", npz_of(t, "nan.npz", images=np.where(
+        np.arange(images.size).reshape(images.shape) % 97 == 0, np.nan, images / 255.0))),
+     ["nan.npz", "NaN", "nan_to_num"]),
+    ("npz-object-array", lambda t: pretrain("--data", npz_of(t, "ragged.npz", images=np.array(
+        [np.zeros((28, 28)), np.zeros((14, 14))], dtype=object))), ["ragged.npz", "Python objects", "np.stack"]),
+    ("npz-huge-declared-array", lambda t: pretrain("--data", forged_npz(t, (10**6, 1, 1000, 1000))),
+     ["forged.npz", "GiB", "limit"]),
+    ("npz-not-a-zip", lambda t: pretrain("--data", write(t, "fake.npz", b"not a zip file at all")),
+     ["fake.npz", "cannot read", "np.savez"]),
+    ("plain-npy", lambda t: pretrain("--data", str(np.save(t / "plain.npy", images) or t / "plain.npy")),
+     ["plain.npy", "np.savez", "np.load('plain.npy')"]),
+    ("text-file-to-image-method", lambda t: pretrain("--data", write(t, "notes.txt", "some words\n")),
+     ["notes.txt", "image methods do not read", "text methods"]),
+    # folders of images (how they are read is the subject of the own-data issue; these end in one line)
+    ("folder-without-images", lambda t: pretrain("--data", folder_of(t, {"readme.md": b"no pictures"})),
+     ["no images found in", "Pillow formats"]),
+    ("folder-all-corrupt", lambda t: pretrain("--data", folder_of(t, {"a.png": b"\x89PNG broken", "b.jpg": b"junk"})),
+     ["none of the 2 image files", "could be decoded", "a.png", "replace them"]),
+    ("folder-image-size-4", lambda t: pretrain("--data", image_folder_of(t), "--image-size", "4"),
+     ["4x4", "give larger images", "--image-size"]),
+    # evaluating a run on data of the other kind
+    ("evaluate-text-run-on-images", lambda t: ["evaluate", saved_run(t, "mlm", TEXT_SPEC, **TINY_TEXT), "--data",
+                                               tiny_npz(t)], ["tiny.npz", "NumPy arrays", "takes text"]),
+    ("evaluate-on-4x4-images", lambda t: ["evaluate", saved_run(t, "rotation", IMAGES.spec, **TINY), "--data",
+                                          npz_of(t, "small.npz", images=images[:, :, :4, :4], labels=labels)],
+     ["4x4", "give larger images"]),
+    ("evaluate-image-run-on-text", lambda t: ["evaluate", saved_run(t, "rotation", IMAGES.spec, **TINY), "--data",
+                                              write(t, "notes.txt", "some words\n")], ["notes.txt", "text methods"]),
+]
+CASES += DATA_CASES
+
+
 def run_folder(tmp: Path, config_text: str) -> Path:
     run = tmp / "run"
     run.mkdir(exist_ok=True)
@@ -155,6 +266,7 @@ def test_a_bad_input_ends_in_one_clear_line_and_exit_code_2(argv, words, tmp_pat
 
 def test_the_corpus_is_large_and_every_case_is_named_once():
     names = [name for name, _, _ in CASES] + [name for name, _ in API_CASES]
+    assert len(DATA_CASES) >= 15
     assert len(names) >= 40 and len(set(names)) == len(names)
 
 
@@ -176,3 +288,52 @@ def test_a_bad_api_argument_raises_a_selfsup_error_before_any_work(call, tmp_pat
     with pytest.raises(SelfSupError):
         call()
     assert not (tmp_path / "runs").exists()
+
+
+def test_sparse_labels_are_remapped_and_said(tmp_path):
+    """Labels {0, 1000000} used to make a 1,000,001-class head; now 2 classes, named after the values."""
+    from selfsup.data.sources import read_npz
+    sparse = np.where(labels % 2 == 0, 0, 1_000_000)
+    path = npz_of(tmp_path, "sparse.npz", images=images, labels=sparse)
+    with pytest.warns(UserWarning, match=r"2 distinct values of 'labels' \(0, 1000000\).*remapped to 0..1"):
+        data, reading = read_npz(path)
+    assert data.classes == ["0", "1000000"] and data.spec.num_classes == 2
+    assert torch.equal(data.labels, torch.from_numpy((sparse > 0).astype(np.int64)))
+    assert reading.notes and "remapped" in reading.notes[0]
+    dense = read_npz(npz_of(tmp_path, "dense.npz", images=images, labels=labels))[0]
+    assert dense.classes == ["0", "1", "2", "3"] and torch.equal(dense.labels, torch.from_numpy(labels))
+
+
+def test_a_compressed_npz_that_inflates_hugely_is_refused_before_anything_is_decompressed(tmp_path, monkeypatch):
+    import selfsup.data.sources as sources
+    np.savez_compressed(tmp_path / "bomb.npz", images=np.zeros((64, 1, 256, 256), np.uint8))  # 4 MiB -> ~4 KiB
+    monkeypatch.setattr(sources, "MAX_NPZ_RATIO_ABOVE", 1 << 20)  # the 256 MiB floor, scaled down for a fast test
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("decompressed before the check"))
+    with pytest.raises(SelfSupError, match=r"bomb.npz: .* would inflate to .*over 100x.*np.savez"):
+        sources.read_npz(tmp_path / "bomb.npz")
+
+
+def test_a_huge_one_line_text_file_is_skipped_without_being_loaded(tmp_path):
+    """Streamed: the file is never read whole (it used to cost gigabytes to tokenize a 23 MB line)."""
+    import tracemalloc
+    from selfsup.data.text import MAX_LINE_BYTES, TextReading
+    huge = tmp_path / "dump.txt"
+    huge.write_bytes(b"x" * (8 * MAX_LINE_BYTES))
+    reading = TextReading(str(tmp_path))
+    tracemalloc.start()
+    docs = reading.read(huge)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert docs == [] and len(reading.skipped) == 1 and "over 1,000,000 bytes" in reading.skipped[0]
+    assert peak < 3 * (1 << 20)  # a block or two, not the 8 MB file
+    ok = tmp_path / "ok.txt"
+    ok.write_bytes(b"a short line\n" * 10 + b"\n" + b"y" * (MAX_LINE_BYTES - 1) + b"\n\nlast words")
+    assert TextReading(str(tmp_path)).read(ok)[0].startswith("a short line")  # under the limit: read as before
+
+
+def test_the_internal_test_split_is_named_not_called_a_label_budget():
+    from selfsup.data.splits import make_splits
+    with pytest.raises(SelfSupError, match=r"class 0 has 16 examples, but 100 of every class are held out as the "
+                                           r"test set.*lower test_per_class") as e:
+        make_splits(IMAGES, None, labels_per_class=5)
+    assert "label budget" not in str(e.value)

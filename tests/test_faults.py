@@ -206,3 +206,87 @@ def test_changed_or_non_finite_weights_are_refused_on_load(tmp_path):
     selfsup.runs.save_checkpoint({"state_dict": renamed}, tmp_path / "renamed.safetensors")
     with pytest.raises(SelfSupError, match="does not fit the method"):
         selfsup.runs.load_weights(model, tmp_path / "renamed.safetensors")
+
+
+def test_every_atomic_write_goes_through_the_one_helper():
+    """One implementation of write-fsync-rename (selfsup.utils.atomic_write): no module renames files itself."""
+    from pathlib import Path
+    src = Path(selfsup.runs.__file__).parent
+    own = [f"{p.relative_to(src)}:{n}" for p in src.rglob("*.py") if p.name != "utils.py"
+           for n, line in enumerate(p.read_text().splitlines(), 1)
+           if any(word in line for word in ("os.replace(", "os.rename(", "mkstemp("))]
+    assert own == []
+
+
+def test_caches_are_written_atomically_with_fsync_and_a_refused_write_is_ignored(tmp_path, monkeypatch):
+    import numpy as np
+    import selfsup.utils
+    from selfsup.data.photos import load_photos
+    from selfsup.methods import jigsaw
+    synced = []
+    real_fsync = selfsup.utils.fsync_path
+    monkeypatch.setattr(selfsup.utils, "fsync_path", lambda p: (synced.append(str(p)), real_fsync(p)))
+    perms = jigsaw.permutation_set(10, seed=1, cache_dir=tmp_path / "jig")
+    assert str(tmp_path / "jig") in synced  # the folder is synced after the rename
+    assert len(synced) == 2  # ... and the temporary file before it
+    # A disk that refuses the write (full): the permutations still come back, and no temporary file is left.
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "replace", full)
+    again = jigsaw.permutation_set(10, seed=1, cache_dir=tmp_path / "full")
+    assert np.array_equal(again, perms) and list((tmp_path / "full").iterdir()) == []
+    from PIL import Image
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(tmp_path / "a.png")
+    photos = load_photos([tmp_path / "a.png"], size=(8, 8), cache_dir=tmp_path / "photos")
+    assert photos.shape == (1, 3, 8, 8) and list((tmp_path / "photos").iterdir()) == []
+
+
+def test_a_checkpoint_carries_a_checksum_and_changed_bytes_or_metadata_are_refused(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from selfsup.runs import CHECKSUM_KEY, STRUCTURE_KEY, save_checkpoint
+    path = tmp_path / "last.ckpt"
+    save_checkpoint({"state_dict": {"w": torch.arange(64.0)}, "global_step": 7}, path)
+    assert load_checkpoint(path)["global_step"] == 7
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0x01  # one bit of the last tensor value
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SelfSupError, match="does not match the SHA-256 it carries"):
+        load_checkpoint(path)
+    save_checkpoint({"state_dict": {"w": torch.arange(64.0)}, "global_step": 7}, path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    edited = metadata[STRUCTURE_KEY].replace("7", "8")  # a hand-edited step count, the checksum left as it was
+    assert edited != metadata[STRUCTURE_KEY]
+    save_file(tensors, str(path), metadata={STRUCTURE_KEY: edited, CHECKSUM_KEY: metadata[CHECKSUM_KEY]})
+    with pytest.raises(SelfSupError, match="does not match the SHA-256"):
+        load_checkpoint(path)
+
+
+def test_resume_does_not_trust_a_data_path_in_config_json(tmp_path, monkeypatch):
+    """A tampered or stale config.json path is refused; the user names the data again with --data."""
+    import numpy as np
+    import selfsup.api as api
+    monkeypatch.chdir(tmp_path)
+    images = synthetic_images(n=160, classes=4)
+    np.savez(tmp_path / "mine.npz", images=images.images.numpy(), labels=images.labels.numpy())
+    np.savez(tmp_path / "other.npz", images=images.images.numpy()[::-1].copy())
+    run = tmp_path / "run"
+    api.pretrain("rotation", str(tmp_path / "mine.npz"), epochs=1, batch_size=64, run_dir=run, monitor=False,
+                 options=TINY, train=QUIET)
+    config = RunFolder(run).config
+    record = json.loads(config.read_text())
+    assert load_checkpoint(RunFolder(run).last_checkpoint)["selfsup_data"]["source"] == str(tmp_path / "mine.npz")
+    config.write_text(json.dumps(dict(record, data=dict(record["data"], source=str(tmp_path / "other.npz")))))
+    with pytest.raises(SelfSupError, match=r"names the data .*other.npz, but .* was started on .*mine.npz.*--data"):
+        api.resume(run, epochs=2)
+    config.write_text(json.dumps(record))
+    (tmp_path / "moved").mkdir()
+    os.rename(tmp_path / "mine.npz", tmp_path / "moved" / "mine.npz")
+    with pytest.raises(SelfSupError, match=r"mine.npz, no longer exists .*--data PATH"):
+        api.resume(run, epochs=2)
+    with pytest.raises(SelfSupError, match="has changed since"):  # named again, but other items: fingerprints differ
+        api.resume(run, epochs=2, data=str(tmp_path / "other.npz"))
+    result = api.resume(run, epochs=2, data=str(tmp_path / "moved" / "mine.npz"))
+    assert result.epochs == 2
+    assert json.loads(config.read_text())["data"]["source"] == str(tmp_path / "moved" / "mine.npz")

@@ -236,7 +236,7 @@ def test_npz_says_which_keys_it_used_and_accepts_small_integers(tmp_path):
 @pytest.mark.parametrize("arrays, message", [
     (dict(images=np.array([np.zeros((2, 2)), None], dtype=object)), "holds Python objects"),
     (dict(images=np.full((2, 4, 4), 300, np.int32)), "must lie in 0..255"),
-    (dict(images=np.full((2, 4, 4), np.nan)), "NaN or infinite"),
+    (dict(images=np.full((2, 4, 4), np.nan)), "32 NaN and 0 infinite pixel value"),
     (dict(images=np.zeros((2, 4, 4), bool)), "uint8 values, or floats"),
     (dict(images=np.zeros((0, 4, 4), np.uint8)), "at least one image"),
     (dict(images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0.0, 1.0])), "non-negative integers"),

@@ -12,6 +12,7 @@ evaluation on the run's own data uses exactly that set.
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from dataclasses import asdict
@@ -27,7 +28,7 @@ from selfsup.data.splits import TEST_SEED, HeldOut, fingerprint, held_out_at, he
 from selfsup.errors import SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS, label_sweep, summarize
 from selfsup.methods.base import METHODS, Method, build_method
-from selfsup.runs import RunFolder, load_run
+from selfsup.runs import RunFolder, load_checkpoint, load_run, recorded_spec
 from selfsup.utils import atomic_write
 
 if TYPE_CHECKING:  # the trainer (and Lightning) is imported only when training starts
@@ -197,13 +198,16 @@ def _pretrain_locked(cls: type[Method], method: str, data: str, run: RunFolder, 
     if pool is None:
         splits = load_dataset(data, modality=cls.modality, **reading_options)
         held = held_out_test(splits, seed=test_seed)
-        test, reading = record_test_set(run, held, splits.train), record_reading(run, splits)
         pool_data = random_subset(held.rest, pool_size, seed)
     else:
-        held, test, reading = None, {"rule": "an explicit pool passed from Python: the caller holds the test set out"}, {}
+        held = None
         pool_data = random_subset(pool, pool_size, seed)
     L.seed_everything(seed, verbose=False)
-    m = build_method(method, pool_data.spec, **(options or {}))
+    m = build_checked(method, pool_data.spec, options or {})  # before any file is written: no run folder is left
+    if pool is None:
+        test, reading = record_test_set(run, held, splits.train), record_reading(run, splits)
+    else:
+        test, reading = {"rule": "an explicit pool passed from Python: the caller holds the test set out"}, {}
     record = {"method": method, "method_config": asdict(m.config), "spec": asdict(pool_data.spec),
               "data": {"name": data, "source": source_id(data), "pool_size": len(pool_data), "seed": seed,
                        "explicit_pool": pool is not None, "test": test} | reading}
@@ -211,23 +215,52 @@ def _pretrain_locked(cls: type[Method], method: str, data: str, run: RunFolder, 
                 config_record=record)
 
 
-def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
-    """Continue a run from its last checkpoint, up to `epochs` (default: the epochs it was started with)."""
+def resume_data(run: RunFolder, data: dict, given: str | None) -> dict:
+    """The data record a resume continues on, never a path taken blindly from config.json (which anyone may
+    edit): the source must be the one the last checkpoint recorded when the run started, unless the user
+    names the data again (`given`: a moved folder, say; its fingerprint is still checked against the run's)."""
+    from selfsup.train import DATA_KEY
+    if not run.last_checkpoint.exists():
+        raise SelfSupError(f"nothing to resume in {run.path}: no checkpoints/last.ckpt")
+    if not isinstance(data.get("name"), str) or not isinstance(data.get("source", ""), str):
+        raise SelfSupError(f"{run.config}: data.name and data.source must be strings; it was edited: restore it or "
+                           f"resume with --data PATH")
+    if given is not None:
+        return dict(data, name=given, source=source_id(given))
+    started = load_checkpoint(run.last_checkpoint).get(DATA_KEY)  # checksummed, unlike config.json
+    source = data.get("source", data["name"])
+    if isinstance(started, dict) and started.get("source", started.get("name")) != source:
+        raise SelfSupError(f"{run.config} names the data {source}, but {run.path} was started on "
+                           f"{started.get('source', started.get('name'))} (config.json was edited, or the data "
+                           f"moved); resume with --data PATH to say which data to continue on")
+    if os.sep in source and not Path(source).exists():
+        raise SelfSupError(f"the data {run.path} was trained on, {source}, no longer exists (moved or deleted); "
+                           f"resume with --data PATH to give its new place")
+    return data
+
+
+def resume(run_dir: str | Path, epochs: int | None = None, data: str | None = None) -> PretrainResult:
+    """Continue a run from its last checkpoint, up to `epochs` (default: the epochs it was started with).
+
+    The data is the run's own, as its last checkpoint recorded it; `data` names it again (e.g. a moved
+    folder) and must hold the same items (its fingerprint is checked)."""
     import lightning as L
     from selfsup.train import TrainConfig
     from selfsup.train import pretrain as _fit
     check_count("epochs", epochs, 1, allow_none=True)
     run = RunFolder(run_dir)
     record = run.read_config("method", "method_config", "spec", "data", "train")
-    method, data = record["method"], record["data"]
+    method, given = record["method"], data
+    data = record["data"]
     if data.get("explicit_pool"):
         raise SelfSupError(f"{run.path} was trained on a pool passed from Python; resume it from Python with "
                            f"selfsup.train.pretrain(..., resume=True)")
     # The recorded options are checked as a user's would be, before any data is read (config.json may be edited).
     cfg = make_config(TrainConfig, record["train"] | ({"epochs": epochs} if epochs is not None else {}))
     make_config(METHODS.get(method).Config, record["method_config"])
+    data = resume_data(run, data, given)
     splits = run_data(data.get("source", data["name"]), run.path, METHODS.get(method).modality,
-                      DataSpec(**record["spec"]))
+                      recorded_spec(run, record))
     if "test" in data:
         rest = recorded_test_set(run, data, splits).rest
     else:
@@ -237,16 +270,54 @@ def resume(run_dir: str | Path, epochs: int | None = None) -> PretrainResult:
     pool_data = random_subset(rest, data["pool_size"], data["seed"])  # the same draw as when the run started
     L.seed_everything(cfg.seed, verbose=False)
     m = build_method(method, pool_data.spec, **record["method_config"])
-    keep = {k: record[k] for k in ("method", "method_config", "spec", "data")}
+    keep = {k: record[k] for k in ("method", "method_config", "spec")} | {"data": data}
     return _fit(m, pool_data, cfg, run.path, monitor_for(rest, cfg.seed), resume=True, config_record=keep)
 
 
 def check_compatible(method: Method, spec: DataSpec) -> None:
     """Transfer needs the same modality and channel count; image size may differ for conv encoders."""
     if method.modality != spec.modality:
-        raise SelfSupError(f"the encoder was trained on {method.modality} data but this data is {spec.modality}")
+        raise SelfSupError(f"the encoder was trained on {method.modality} data but this data is {spec.modality}; "
+                           f"evaluate it on {method.modality} data (--data)")
     if spec.modality == "image" and method.spec.channels != spec.channels and method.spec.channels == 1:
-        raise SelfSupError(f"the encoder takes {method.spec.channels}-channel images, the data has {spec.channels}")
+        raise SelfSupError(f"the encoder takes {method.spec.channels}-channel images, the data has {spec.channels}; "
+                           f"evaluate it on {method.spec.channels}-channel images")
+
+
+def too_small(name: str, encoder: str, spec: DataSpec, error: RuntimeError) -> SelfSupError:
+    return SelfSupError(f"the {encoder} encoder of {name} cannot take {spec.height}x{spec.width} images "
+                        f"({' '.join(str(error).split())[:200]}); give larger images (resize them; a folder is "
+                        f"resized with --image-size) or choose another encoder")
+
+
+def build_checked(name: str, spec: DataSpec, options: dict) -> Method:
+    """`build_method`, with images too small for the encoder (4x4 for a ConvNet with three poolings) as one
+    clear error instead of a traceback from deep inside it (building runs the encoder once, for its size)."""
+    try:
+        method = build_method(name, spec, **options)
+    except RuntimeError as e:
+        if spec.modality != "image":
+            raise
+        raise too_small(name, options.get("encoder", METHODS.get(name).Config.encoder), spec, e) from e
+    check_input_size(method, spec)
+    return method
+
+
+def check_input_size(method: Method, spec: DataSpec) -> None:
+    """Run the encoder once on two blank images of `spec`'s size (eval mode, no gradient, the RNG untouched):
+    images too small for it are one clear error, not a traceback from the first training or evaluation step."""
+    if spec.modality != "image":
+        return
+    batch = torch.zeros(2, spec.channels, spec.height, spec.width, dtype=torch.uint8)
+    was_training = method.training
+    method.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            method.features(batch.to(next(method.parameters()).device))
+    except RuntimeError as e:
+        raise too_small(method.name, method.config.encoder, spec, e) from e
+    finally:
+        method.train(was_training)
 
 
 def evaluation_split(splits: DatasetSplits, data: str, run: RunFolder | None) -> HeldOut:
@@ -339,6 +410,7 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
     held = evaluation_split(splits, data, run)
     train, test = held.rest, held.test
     check_compatible(method, train.spec)
+    check_input_size(method, train.spec)
     if label_fraction is not None:
         counts = torch.bincount(train.labels)
         labels_per_class = [max(1, int(label_fraction * counts.min().item()))]

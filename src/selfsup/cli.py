@@ -30,7 +30,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from selfsup.methods import METHODS
     from selfsup.train import TrainConfig
     if args.resume:
-        result = selfsup.resume(args.resume, epochs=args.epochs)
+        result = selfsup.resume(args.resume, epochs=args.epochs, data=args.data)
     else:
         if not args.method:
             raise SelfSupError("name a method (see `selfsup list`) or give --resume RUN")
@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pt = sub.add_parser("pretrain", help="pretrain a method and write a run folder")
     pt.add_argument("method", nargs="?", help="a method name (selfsup list)")
-    pt.add_argument("--data", help="dataset name, image folder or .npz (default: the method's)")
+    pt.add_argument("--data", help="dataset name, image folder or .npz (default: the method's); with --resume, the "
+                    "run's data named again (e.g. moved), checked to hold the same items")
     pt.add_argument("--epochs", type=int)
     pt.add_argument("--batch-size", type=int)
     pt.add_argument("--lr", type=float)

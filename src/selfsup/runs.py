@@ -11,7 +11,8 @@ A run folder holds:
 Checkpoints are safetensors files: every tensor of the (nested) training state is stored as a tensor and
 everything else (step counters, optimizer hyper-parameters, loop state) as JSON in the file's metadata.
 Loading never unpickles anything. Files are written to a temporary name and renamed, so a crash leaves
-the previous checkpoint intact. `load_run` rebuilds a run's method from its config.json and weights.
+the previous checkpoint intact. Each file carries the SHA-256 of its tensors and structure in its metadata,
+checked on load: flipped bytes or a hand-edited header are refused, never trained on or evaluated. `load_run` rebuilds a run's method from its config.json and weights.
 """
 from __future__ import annotations
 
@@ -37,6 +38,17 @@ from selfsup.methods.base import Method, build_method
 from selfsup.utils import atomic_write, atomic_write_text
 
 STRUCTURE_KEY = "selfsup_structure"
+CHECKSUM_KEY = "selfsup_sha256"  # of the structure and every tensor (name, dtype, shape, bytes); see `content_sha256`
+
+
+def content_sha256(structure: str, tensors: dict[str, torch.Tensor]) -> str:
+    """What a checkpoint's checksum covers: its structure (JSON) and its tensors, in name order."""
+    digest = hashlib.sha256(structure.encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
+    return digest.hexdigest()
 
 
 def _encode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
@@ -84,7 +96,8 @@ def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write a nested state (tensors, numbers, strings, lists, tuples, dicts) atomically as safetensors."""
     tensors: dict[str, torch.Tensor] = {}
     structure = json.dumps(_encode(state, tensors))
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={STRUCTURE_KEY: structure}))
+    metadata = {STRUCTURE_KEY: structure, CHECKSUM_KEY: content_sha256(structure, tensors)}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
@@ -100,6 +113,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         raise SelfSupError(f"checkpoint {path} is corrupt or not a selfsup checkpoint: {e}") from e
     if STRUCTURE_KEY not in metadata:
         raise SelfSupError(f"{path} is a safetensors file but not a selfsup checkpoint (no structure metadata)")
+    recorded = metadata.get(CHECKSUM_KEY)  # files written before checksums were recorded have none
+    if recorded is not None and content_sha256(metadata[STRUCTURE_KEY], tensors) != recorded:
+        raise SelfSupError(f"checkpoint {path} does not match the SHA-256 it carries: its bytes changed since it was "
+                           f"written (damaged or edited); use another checkpoint or pretrain again")
     try:
         return _decode(json.loads(metadata[STRUCTURE_KEY]), tensors)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:

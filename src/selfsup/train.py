@@ -11,6 +11,9 @@ or `checkpoint_every_minutes` minutes, and at the current step when SIGTERM or S
 stops with `RunInterrupted` (exit code 128 + signal). A checkpoint taken mid-epoch stores the position in
 the epoch's permutation and the RNG state, so a resume from it finishes bit-identical to a run that was
 never stopped. config.json's status reads running, done, interrupted or failed (with the reason).
+Under DDP the signal handlers are taken back from Lightning at train start, so a SIGTERM to rank 0 alone
+stops every process at the same step, after rank 0 has written the checkpoint. A checkpoint also records
+the data the run started on, which a resume trusts over config.json.
 """
 from __future__ import annotations
 
@@ -347,6 +350,14 @@ class StopSignals:
             raise KeyboardInterrupt
         self.signum = signum
 
+    def take_over(self) -> None:
+        """Handle the signals ourselves again, once Lightning has put its own SIGTERM handler first (at fit
+        start). Its handler kills the other DDP processes and stops at the next step without a checkpoint;
+        ours lets every process agree on the step, save there, and stop together."""
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                signal.signal(s, self._handle)
+
     @contextmanager
     def installed(self) -> Iterator["StopSignals"]:
         if threading.current_thread() is not threading.main_thread():  # handlers live in the main thread only
@@ -360,13 +371,33 @@ class StopSignals:
                 signal.signal(s, handler)
 
 
+DATA_KEY = "selfsup_data"  # in last.ckpt: the data the run started on (name, resolved source)
+
+
+def checkpoint_data_record(record: dict) -> dict | None:
+    """The part of config.json's data record that a checkpoint keeps (a resume trusts it over config.json)."""
+    data = record.get("data")
+    if not isinstance(data, dict) or "name" not in data:
+        return None
+    return {key: data[key] for key in ("name", "source") if key in data}
+
+
 class Checkpoints(Callback):
     """Write `last.ckpt` (atomically, through the trainer's checkpoint IO, full state: optimizer and loops
     too) at every epoch end, every `every_steps` steps or `every_minutes` minutes, and on a stop signal."""
 
-    def __init__(self, path: Path, every_steps: int, every_minutes: float, signals: StopSignals):
+    def __init__(self, path: Path, every_steps: int, every_minutes: float, signals: StopSignals,
+                 data_record: dict | None = None):
         self.path, self.every_steps, self.every_minutes, self.signals = path, every_steps, every_minutes, signals
+        self.data_record = data_record  # what the run trains on; a resume checks config.json against it
         self.last_save = time.monotonic()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.signals.take_over()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:  # noqa: ANN001
+        if self.data_record is not None:
+            checkpoint[DATA_KEY] = self.data_record
 
     def save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path, weights_only=False)
@@ -450,7 +481,8 @@ def fit_run(method: Method, data: DataSource, cfg: TrainConfig, run: RunFolder, 
         max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
         strategy=cfg.strategy, precision=cfg.precision, default_root_dir=str(run.path),
         logger=[CSVLogger(str(run.path), name="", version=""), TensorBoardLogger(str(run.path), name="", version="tb")],
-        callbacks=[Checkpoints(run.last_checkpoint, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, signals),
+        callbacks=[Checkpoints(run.last_checkpoint, cfg.checkpoint_every_steps, cfg.checkpoint_every_minutes, signals,
+                               checkpoint_data_record(record)),
                    throughput] + ([EpochLines()] if cfg.progress_bar and not bar else []),
         plugins=[SafetensorsCheckpointIO()], enable_checkpointing=False,  # Checkpoints writes last.ckpt
         enable_progress_bar=bar, enable_model_summary=False,

@@ -68,6 +68,27 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+def atomic_save_npy(path: str | Path, array: Any) -> None:
+    """`np.save` through `atomic_write` (into an open file: given a name, np.save would append `.npy`)."""
+    import numpy as np
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+    atomic_write(path, write)
+
+
+def cache_write(write: Callable[[], None]) -> bool:
+    """Run an atomic cache write, ignoring a disk that refuses it (read-only home, full disk): a cache
+    only saves time, so failing to write one costs the recomputation next time, never the run."""
+    from selfsup.errors import SelfSupError
+    try:
+        write()
+    except (OSError, SelfSupError):
+        return False
+    return True
+
+
 def load_average() -> list[float]:
     """The 1-, 5- and 15-minute load averages, rounded: recorded beside every timing a benchmark reports."""
     return [round(x, 2) for x in os.getloadavg()]

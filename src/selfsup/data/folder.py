@@ -301,7 +301,8 @@ def read_image_folder(path: str | Path, size: int | None = None, channels: int |
         warnings.warn(note, stacklevel=3)
     if not arrays:
         raise SelfSupError(f"none of the {len(headers) + len(skipped)} image files in {root} could be decoded; "
-                           f"the first problem: {skipped[0]}")
+                           f"the first problem: {skipped[0]}; replace them with images Pillow opens (PNG, "
+                           f"JPEG, ...) or point --data elsewhere")
     images = torch.from_numpy(np.stack(arrays))
     label_tensor = torch.tensor(labels, dtype=torch.int64) if groups[0][0] is not None else None
     return ImageData(images, label_tensor, classes, name=root.name, names=decoded), reading

@@ -20,6 +20,7 @@ from torch import Tensor
 from selfsup.data.base import DatasetSplits, ImageData
 from selfsup.data.registry import DATASETS
 from selfsup.errors import SelfSupError
+from selfsup.utils import atomic_save_npy, cache_write
 
 BACKGROUNDS = Path("/usr/share/backgrounds")
 PHOTO_FILES = {
@@ -67,16 +68,13 @@ def load_photos(paths: list[Path], size: tuple[int, int] = PHOTO_SIZE, cache_dir
     key = hashlib.sha1(repr([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths] + [size]).encode())
     cached = None if cache_dir is None else Path(cache_dir) / f"{key.hexdigest()[:16]}.npy"
     if cached is not None and cached.is_file():
-        return torch.from_numpy(np.load(cached))
+        try:
+            return torch.from_numpy(np.load(cached))
+        except (OSError, ValueError, EOFError):
+            pass  # a damaged cache file is decoded again below
     stack = np.stack([load_photo(p, size) for p in paths])
-    if cached is not None:
-        try:  # a cache we cannot write (read-only home) only costs time
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, stack)
-            os.replace(tmp, cached)
-        except OSError:
-            pass
+    if cached is not None:  # a cache we cannot write (read-only home) only costs time
+        cache_write(lambda: atomic_save_npy(cached, stack))
     return torch.from_numpy(stack)
 
 

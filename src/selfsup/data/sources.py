@@ -12,6 +12,7 @@ import gzip
 import os
 import struct
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from selfsup.data.base import DatasetSplits, ImageData
 from selfsup.data.folder import image_folder, read_image_folder  # noqa: F401  (image_folder is public here)
 from selfsup.data.registry import DATASETS
 from selfsup.errors import SelfSupError
+from selfsup.utils import atomic_write
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -84,10 +86,8 @@ def download_fashion_mnist(target: str | Path = FASHION_DIRS[1]) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     for pair in FASHION_FILES.values():
         for name in pair:
-            if not (target / name).exists():
-                tmp = target / (name + ".part")
-                urllib.request.urlretrieve(FASHION_URL + name, tmp)
-                os.replace(tmp, target / name)
+            if not (target / name).exists():  # fsync'd and renamed: a cut download leaves no half file
+                atomic_write(target / name, lambda tmp, name=name: urllib.request.urlretrieve(FASHION_URL + name, tmp))
     return target
 
 
@@ -106,6 +106,7 @@ def mnist5k() -> DatasetSplits:
 
 
 IMAGE_KEYS = ("images", "x", "X")
+ARRAY_SUFFIXES = (".npz", ".npy")
 LABEL_KEYS = ("labels", "y", "Y")
 
 
@@ -121,6 +122,10 @@ def npz_array(arrays, key: str, path: Path) -> np.ndarray:
 def npz_images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
     """`x` as uint8 (N, C, H, W), checked: layout, dtype and value range."""
     shape = x.shape
+    if (x.ndim == 2 and min(x.shape) > 4) or (x.ndim == 3 and x.shape[-1] in (1, 3, 4) and min(x.shape[:2]) > 4):
+        # (H, W) or (H, W, C): one picture. Read as (N, H, W) it would be H "images" W pixels wide.
+        raise SelfSupError(f"{path}: {key!r} of shape {shape} looks like one image without the N axis (images "
+                           f"first); save a stack of images, e.g. np.savez(path, {key}=x[None]) for a single one")
     if x.ndim == 3:
         x = x[:, None]
     elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
@@ -138,7 +143,9 @@ def npz_images(x: np.ndarray, path: Path, key: str) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.floating):
         raise SelfSupError(f"{path}: {key!r} must hold uint8 values, or floats in [0, 1]; got {x.dtype}")
     if not np.isfinite(x).all():
-        raise SelfSupError(f"{path}: {key!r} holds NaN or infinite values; images must be finite")
+        nan, inf = int(np.isnan(x).sum()), int(np.isinf(x).sum())
+        raise SelfSupError(f"{path}: {key!r} holds {nan} NaN and {inf} infinite pixel value(s); images must be "
+                           f"finite: replace them (e.g. np.nan_to_num(x, nan=0.0)) or drop those images")
     if x.min() < 0 or x.max() > 1:
         raise SelfSupError(f"{path}: {key!r} must hold uint8 values, or floats in [0, 1]; got {x.dtype} in "
                            f"[{x.min()}, {x.max()}]")
@@ -153,10 +160,63 @@ def npz_labels(y: np.ndarray, count: int, path: Path, key: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def dense_labels(y: np.ndarray, path: Path, key: str, notes: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Labels as 0..K-1 and the K class names. Sparse values (e.g. {0, 1000000}, which would make a
+    1,000,001-class head) are remapped in sorted order, named after their values, and the note says so."""
+    values = np.unique(y)
+    if len(values) == int(y.max()) + 1:
+        return y, [str(c) for c in range(len(values))]
+    shown = ", ".join(map(str, values[:5])) + (", ..." if len(values) > 5 else "")
+    notes.append(f"{path}: the {len(values)} distinct values of {key!r} ({shown}) are not 0..{len(values) - 1}; "
+                 f"they were remapped to 0..{len(values) - 1} in sorted order (class names keep the values); "
+                 f"save labels as 0..K-1, or add a 'classes' array, to choose the numbering yourself")
+    return np.searchsorted(values, y).astype(np.int64), [str(v) for v in values]
+
+
+# Compressed .npz members are checked before loading: a small file may inflate to gigabytes (a zip bomb).
+MAX_NPZ_RATIO = 100  # more than 100x inflation over ...
+MAX_NPZ_RATIO_ABOVE = 256 << 20  # ... 256 MiB is refused (images compress 2-10x; np.savez does not compress)
+
+
+def memory_bytes() -> int:
+    """The machine's physical memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_npz_sizes(path: Path, limit: int | None = None) -> None:
+    """Refuse an .npz whose arrays would not fit in memory (over half of it, or `limit` bytes) or that
+    inflates suspiciously, from the zip directory and each array's header, before anything is decompressed."""
+    import zipfile
+    limit = memory_bytes() // 2 if limit is None else limit
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.infolist() if m.filename.endswith(".npy")]
+            declared = 0
+            for m in members:
+                with archive.open(m) as f:
+                    version = np.lib.format.read_magic(f)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(f)
+                declared += max(m.file_size, int(np.prod(shape, dtype=np.float64)) * dtype.itemsize)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise SelfSupError(f"cannot read {path} as .npz: {e}; save it with np.savez(path, images=..., labels=...)") from e
+    stored = sum(m.compress_size for m in members)
+    if declared > limit:
+        raise SelfSupError(f"{path}: its arrays take {declared / 2**30:.1f} GiB in memory, over the "
+                           f"{limit / 2**30:.1f} GiB limit (half this machine's memory); use a smaller sample, or "
+                           f"a folder of image files")
+    if declared > MAX_NPZ_RATIO_ABOVE and declared > MAX_NPZ_RATIO * max(stored, 1):
+        raise SelfSupError(f"{path}: {stored / 2**20:.1f} MiB of compressed data would inflate to "
+                           f"{declared / 2**30:.1f} GiB (over {MAX_NPZ_RATIO}x: not images, or a zip bomb); if the "
+                           f"data is genuine, save it uncompressed with np.savez")
+
+
 def read_npz(path: str | Path):
     """Images from an .npz file and how they were read (which keys were used): see `npz`."""
     from selfsup.data.folder import Reading
     path = Path(path)
+    check_npz_sizes(path)
     try:
         arrays = np.load(path, allow_pickle=False)
         keys = list(arrays.keys())
@@ -167,24 +227,27 @@ def read_npz(path: str | Path):
         raise SelfSupError(f"{path} has no image array named {' or '.join(map(repr, IMAGE_KEYS))}; it has {keys}; "
                            f"save it as np.savez(path, images=..., labels=...)")
     x = npz_images(npz_array(arrays, key, path), path, key)
-    labels, classes, used = None, [], f"images from {key!r}"
+    labels, classes, used, notes = None, [], f"images from {key!r}", []
     ykey = next((k for k in LABEL_KEYS if k in keys), None)
     if ykey is not None:
         y = npz_labels(npz_array(arrays, ykey, path), len(x), path, ykey)
-        labels, used = torch.from_numpy(y), used + f", labels from {ykey!r}"
         if "classes" in keys:
             classes = [str(c) for c in npz_array(arrays, "classes", path)]
             if len(classes) <= y.max():
-                raise SelfSupError(f"{path}: 'classes' names {len(classes)} classes but a label is {y.max()}")
+                raise SelfSupError(f"{path}: 'classes' names {len(classes)} classes but a label is {y.max()}; "
+                                   f"give one name per label value 0..{y.max()}")
         else:
-            classes = [str(c) for c in range(int(y.max()) + 1)]
+            y, classes = dense_labels(y, path, ykey, notes)
+        labels, used = torch.from_numpy(y), used + f", labels from {ykey!r}"
     else:
         used += f", no labels (none of {', '.join(map(repr, LABEL_KEYS))})"
     ignored = [k for k in keys if k not in (key, ykey, "classes")]
     if ignored:
         used += f", ignored {ignored}"
     n, c, h, w = x.shape
-    reading = Reading(str(path), (h, w), c, "the arrays' own", used, n)
+    reading = Reading(str(path), (h, w), c, "the arrays' own", used, n, notes=notes)
+    for note in notes:
+        warnings.warn(note, stacklevel=3)
     return ImageData(torch.from_numpy(np.ascontiguousarray(x)), labels, classes, name=path.stem), reading
 
 
@@ -209,6 +272,9 @@ def load_dataset(name: str, *, size: int | None = None, channels: int | None = N
     text_kwargs = ({} if tokenizer is None else {"tokenizer": tokenizer}) | ({} if seq_len is None else {"seq_len": seq_len})
     if text_kwargs and modality != "text":
         raise SelfSupError("a tokenizer or seq_len applies to text data only")
+    if modality == "text" and path.is_file() and path.suffix.lower() in ARRAY_SUFFIXES:
+        raise SelfSupError(f"{name} holds NumPy arrays (image data), but this method or run takes text; give a "
+                           f"text file or a folder of them, or use an image method")
     if modality == "text" and (path.is_dir() or path.is_file()):
         from selfsup.data.text import text_files
         return text_files(path, **text_kwargs)
@@ -218,6 +284,12 @@ def load_dataset(name: str, *, size: int | None = None, channels: int | None = N
     if path.is_dir():
         images, reading = read_image_folder(path, size=size, channels=channels)
         return DatasetSplits(images, None, reading)
+    if path.is_file():
+        hint = (f"; convert it with np.savez('{path.with_suffix('.npz').name}', images=np.load('{path.name}'))"
+                if path.suffix.lower() == ".npy" else
+                "; it is text, which text methods read (e.g. mlm)" if path.suffix.lower() in {".txt", ".text", ".md"} else "")
+        raise SelfSupError(f"data path {name} is a file that image methods do not read: give a folder of images or "
+                           f"an .npz file (np.savez(path, images=..., labels=...)){hint}")
     if path.suffix or os.sep in name:
         raise SelfSupError(f"data path {name} does not exist (expected a folder of images or an .npz file)")
     return DATASETS.get(name)(**text_kwargs)

@@ -60,6 +60,13 @@ def make_splits(train: DataSource, test: DataSource | None, *, labels_per_class:
     g = torch.Generator().manual_seed(seed)
     used = torch.zeros(len(train), dtype=torch.bool)
     if test is None:
+        counts = torch.bincount(train.labels)
+        smallest = int(counts[torch.unique(train.labels)].min())
+        if smallest <= test_per_class:  # the test set is carved first: say so, not "label budget"
+            c = int(torch.nonzero(counts == smallest)[0])
+            raise SelfSupError(f"{train.name}: class {c} has {smallest} examples, but {test_per_class} of every class "
+                               f"are held out as the test set before labels are drawn (test_per_class), "
+                               f"so none would be left; lower test_per_class or use a dataset with more per class")
         test_index = stratified_take(train.labels, per_class=test_per_class, generator=g)
         used[test_index] = True
         test = train.subset(test_index, name=f"{train.name}-test")

@@ -35,6 +35,11 @@ TEXT_SUFFIXES = {"", ".txt", ".text", ".md"}
 CONTROL_BYTES = bytes([*range(0, 9), *range(14, 32), 127])
 MAX_CONTROL_SHARE = 0.05
 MAX_DOCUMENT_CHARS = 100_000  # a "paragraph" this long is one huge line (a dump, minified data), not prose
+MAX_LINE_BYTES = 1_000_000  # a file with a longer line is skipped after a streamed scan, never loaded whole
+# Binary formats named by their first bytes, so the skip says what the file is.
+MAGIC = {b"\x7fELF": "an executable (ELF)", b"PK\x03\x04": "a zip archive (a NumPy .npz is one)",
+         b"\x93NUMPY": "a NumPy .npy array", b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image",
+         b"%PDF": "a PDF document", b"\x1f\x8b": "gzip-compressed"}
 
 
 # --- parsing ---------------------------------------------------------------------------------------
@@ -74,6 +79,9 @@ def parse_paragraphs(data: bytes) -> list[str]:
 
 def binary_reason(data: bytes) -> str | None:
     """Why `data` is not text (NUL bytes, or too many control bytes), or None when it looks like text."""
+    kind = next((name for magic, name in MAGIC.items() if data.startswith(magic)), None)
+    if kind is not None:
+        return f"binary ({kind}), not text"
     if b"\x00" in data:
         return "binary (it holds NUL bytes), not text"
     share = (len(data) - len(data.translate(None, CONTROL_BYTES))) / max(len(data), 1)
@@ -107,6 +115,10 @@ class TextReading:
     def read(self, path: Path, parse=parse_paragraphs, note_latin1: bool = True) -> list[str]:
         """The documents of one file; a file that cannot be text is skipped, recorded, and gives none."""
         try:
+            longest = longest_line(path, MAX_LINE_BYTES)
+            if longest > MAX_LINE_BYTES:
+                return self.skip(path, f"a line of over {MAX_LINE_BYTES:,} bytes (minified data or a dump, not "
+                                       f"prose); split it into lines and paragraphs")
             data = path.read_bytes()
         except OSError as e:
             return self.skip(path, f"unreadable ({e.strerror or e})")
@@ -141,6 +153,22 @@ class TextReading:
         first = f"; the first skipped: {self.skipped[0]}" if self.skipped else ""
         return SelfSupError(f"no text documents in {self.root}: {len(self.skipped)} file(s) skipped{first}. "
                             f"Give UTF-8 (or Latin-1) text files, documents separated by blank lines or `%` lines")
+
+
+def longest_line(path: Path, stop: int, block: int = 1 << 20) -> int:
+    """The byte length of the file's longest line, streamed a block at a time (a huge one-line file is not
+    loaded); stops counting once a line passes `stop`."""
+    longest = current = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            lines = chunk.split(b"\n")
+            current += len(lines[0])
+            if len(lines) > 1:
+                longest = max(longest, current, *map(len, lines[1:-1]))
+                current = len(lines[-1])
+            if max(longest, current) > stop:
+                return max(longest, current)
+    return max(longest, current)
 
 
 def is_utf8(data: bytes) -> bool:
@@ -367,6 +395,9 @@ def text_files(path: str | Path, seq_len: int = 64, vocab_size: int = 4000, toke
         else:
             texts = [t for f in _text_files_in(path) for t in reading.read(f)]
     reading.warn()
+    if not texts and not reading.skipped and not reading.files:
+        raise SelfSupError(f"no text files ({', '.join(repr(x) for x in sorted(TEXT_SUFFIXES))} suffixes) in {path}; "
+                           f"text methods read text files (images are for image methods)")
     if not texts:
         raise reading.nothing_read()
     data = TextData.from_texts(texts, labels, classes, tokenizer, seq_len, vocab_size, path.name)

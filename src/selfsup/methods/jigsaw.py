@@ -16,8 +16,6 @@ At evaluation the shared tile encoder sees the whole image, normalised per image
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from itertools import permutations
 from pathlib import Path
@@ -33,6 +31,7 @@ from selfsup.losses.classification import cross_entropy_and_accuracy
 from selfsup.methods.base import METHODS, Method, MethodConfig
 from selfsup.nets.tiles import TileEncoder
 from selfsup.views.basic import to_float
+from selfsup.utils import atomic_save_npy, cache_write
 from selfsup.views.patches import crop_patches, jigsaw_positions, normalize_each
 
 CACHE_DIR = Path.home() / ".cache" / "selfsup"
@@ -76,14 +75,7 @@ def permutation_set(size: int = 100, seed: int = 0, cache_dir: Path | str | None
         except (OSError, ValueError):
             pass  # a damaged cache file is recomputed below
     perms = greedy_hamming_permutations(9, size, seed)
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".npy.part")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, perms)
-        os.replace(tmp, path)  # readers see the old file or the whole new one, never half of it
-    except OSError:
-        pass  # a read-only home only costs the recomputation next time
+    cache_write(lambda: atomic_save_npy(path, perms))  # fsync'd; readers never see half a file
     return perms
 
 
