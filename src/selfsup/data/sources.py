@@ -198,7 +198,8 @@ def npz(path: str | Path) -> ImageData:
 def load_dataset(name: str, *, size: int | None = None, channels: int | None = None, modality: str = "image",
                  tokenizer=None, seq_len: int | None = None) -> DatasetSplits:
     """A registered source by name (`selfsup.data.DATASETS.names()`), or a path: a folder of images or an
-    .npz file, or for text methods (`modality="text"`) a text file or a folder of them (none of these has a
+    .npz file, for text methods (`modality="text"`) a text file or a folder of them, for language-image
+    methods (`modality="image-text"`) a folder of images with .txt captions or a CSV of pairs (none of these has a
     test split; `held_out_test` carves one). `tokenizer` (text) reuses a run's tokenizer instead of training one.
 
     A folder's image `size` and `channels` are inferred when None (see `data.folder`); the returned splits'
@@ -212,6 +213,9 @@ def load_dataset(name: str, *, size: int | None = None, channels: int | None = N
     if modality == "text" and (path.is_dir() or path.is_file()):
         from selfsup.data.text import text_files
         return text_files(path, **text_kwargs)
+    if modality == "image-text" and (path.is_dir() or (path.is_file() and path.suffix.lower() == ".csv")):
+        from selfsup.data.pairs import read_pairs
+        return read_pairs(path, size=size, channels=channels)
     if path.suffix == ".npz" and path.is_file():
         images, reading = read_npz(path)
         return DatasetSplits(images, None, reading)
