@@ -4,6 +4,7 @@ import torch
 
 from selfsup.data.base import DataSource, ImageData
 from selfsup.data.egomotion import make_egomotion_pairs
+from selfsup.data.pairs import make_pairs
 from selfsup.data.sprites import make_sprite_clips
 from selfsup.data.text import TextData
 
@@ -21,10 +22,12 @@ def kinds() -> dict[str, DataSource]:
                                         ["a", "b"], seq_len=12, vocab_size=40),
             "video": make_sprite_clips(data.images, data.labels, 4, classes=data.classes, frames=3, canvas=32,
                                        sprite_size=12),
-            "egomotion": make_egomotion_pairs(data.images, data.labels, 6, classes=data.classes, canvases=2)}
+            "egomotion": make_egomotion_pairs(data.images, data.labels, 6, classes=data.classes, canvases=2),
+            "pairs": make_pairs(data.images, [f"a picture of thing {i}" for i in range(12)], torch.arange(12),
+                                labels=data.labels, classes=data.classes, vocab_size=40).train}
 
 
-@pytest.mark.parametrize("kind", ["image", "text", "video", "egomotion"])
+@pytest.mark.parametrize("kind", ["image", "text", "video", "egomotion", "pairs"])
 def test_every_data_kind_is_a_data_source(kind):
     data = kinds()[kind]
     part = data.subset(torch.tensor([0, 2]), name="part")

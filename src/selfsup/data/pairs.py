@@ -96,6 +96,11 @@ class PairData:
                        captions=[self.captions[i] for i in index.tolist()], labels=pick(self.labels),
                        categories=pick(self.categories), name=name or self.name)
 
+    def save_to(self, run_dir: str | Path) -> Path:
+        """Write the tokenizer as `tokenizer.json` in the run folder: reloading the data re-encodes with it."""
+        from selfsup.text.tokenizer import save_tokenizer
+        return save_tokenizer(self.tokenizer, run_dir)
+
     def batch(self, index: Tensor) -> dict[str, Tensor]:
         """The raw batch: images, caption tokens and their attention mask, all cut at the same `index`."""
         input_ids = self.input_ids[index]
@@ -213,9 +218,10 @@ def cached_emoji_images(emoji: list[Emoji], size: int, font: Path, cache_dir: Pa
 @DATASETS.register("emoji")
 def emoji(size: int = 32, unseen_every: int = 5, test_fraction: float = 0.2, seed: int = 0,
           font: str | Path = EMOJI_FONT, table: str | Path = EMOJI_TEST, cache_dir: str | Path | None = None,
-          limit: int | None = None) -> DatasetSplits:
+          limit: int | None = None, tokenizer=None) -> DatasetSplits:
     """Colour emoji with their Unicode names as captions (see the module docstring). `limit` keeps the first
-    `limit` emoji of the table (tests); `unseen_every` = 0 holds no category out of training."""
+    `limit` emoji of the table (tests); `unseen_every` = 0 holds no category out of training; `tokenizer` reuses
+    a run's (else one is trained on the training captions)."""
     font, table = Path(font), Path(table)
     _emoji_files(font, table)
     items = [e for e in parse_emoji_test(table.read_text(encoding="utf-8")) if e.group != "Component"]
@@ -243,11 +249,12 @@ def emoji(size: int = 32, unseen_every: int = 5, test_fraction: float = 0.2, see
     return make_pairs(images, [emoji_caption(e) for e in items], torch.sort(torch.cat(train)).values,
                       torch.sort(torch.cat(test)).values, labels=labels, classes=[g.lower() for g in groups],
                       categories=categories, category_names=names,
-                      unseen=[category_words(s) for s in subgroups if s in unseen], name="emoji")
+                      unseen=[category_words(s) for s in subgroups if s in unseen], tokenizer=tokenizer, name="emoji")
 
 
 # --- the user's own pairs ---------------------------------------------------------------------------------
-def read_pairs(path: str | Path, size: int | None = None, channels: int | None = None) -> DatasetSplits:
+def read_pairs(path: str | Path, size: int | None = None, channels: int | None = None,
+               tokenizer=None) -> DatasetSplits:
     """A folder of images with `.txt` captions beside them, or a CSV of image,caption rows (module docstring).
 
     No test split of its own: class subfolders give labels, and `held_out_test` carves a test set from them.
@@ -285,7 +292,7 @@ def read_pairs(path: str | Path, size: int | None = None, channels: int | None =
         labels = torch.tensor([classes.index(c) for c in folders])
     index = torch.arange(len(files))
     return make_pairs(torch.from_numpy(np.stack(images)), captions, index, None, labels=labels, classes=classes,
-                      categories=labels, category_names=classes, name=path.stem)
+                      categories=labels, category_names=classes, tokenizer=tokenizer, name=path.stem)
 
 
 def _csv_rows(path: Path) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import gzip
+import inspect
 import os
 import struct
 import urllib.request
@@ -208,14 +209,16 @@ def load_dataset(name: str, *, size: int | None = None, channels: int | None = N
     """
     path = Path(name)
     text_kwargs = ({} if tokenizer is None else {"tokenizer": tokenizer}) | ({} if seq_len is None else {"seq_len": seq_len})
-    if text_kwargs and modality != "text":
-        raise SelfSupError("a tokenizer or seq_len applies to text data only")
+    if "seq_len" in text_kwargs and modality != "text":
+        raise SelfSupError("seq_len applies to text data only")
+    if tokenizer is not None and modality not in ("text", "image-text"):
+        raise SelfSupError("a tokenizer applies to text data and image-caption pairs only")
     if modality == "text" and (path.is_dir() or path.is_file()):
         from selfsup.data.text import text_files
         return text_files(path, **text_kwargs)
     if modality == "image-text" and (path.is_dir() or (path.is_file() and path.suffix.lower() == ".csv")):
         from selfsup.data.pairs import read_pairs
-        return read_pairs(path, size=size, channels=channels)
+        return read_pairs(path, size=size, channels=channels, tokenizer=tokenizer)
     if path.suffix == ".npz" and path.is_file():
         images, reading = read_npz(path)
         return DatasetSplits(images, None, reading)
@@ -224,4 +227,7 @@ def load_dataset(name: str, *, size: int | None = None, channels: int | None = N
         return DatasetSplits(images, None, reading)
     if path.suffix or os.sep in name:
         raise SelfSupError(f"data path {name} does not exist (expected a folder of images or an .npz file)")
-    return DATASETS.get(name)(**text_kwargs)
+    loader = DATASETS.get(name)
+    if modality == "image-text" and "tokenizer" not in inspect.signature(loader).parameters:
+        text_kwargs.pop("tokenizer", None)  # a CLIP run's image encoder evaluated on plain images
+    return loader(**text_kwargs)

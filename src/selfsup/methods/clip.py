@@ -85,6 +85,7 @@ class CLIP(Method):
         self.encoder = self.configured_encoder()
         self.text_encoder = build_text_encoder(config.text_encoder, spec.vocab_size, spec.seq_len,
                                                pool=config.text_pool, **config.text_kwargs)
+        self.text_encoder.blocks["embed"].token_type.requires_grad_(False)  # captions are one segment: unused
         self.image_projection = nn.Linear(self.encoder.feature_dim(), config.embed_dim, bias=False)
         self.text_projection = nn.Linear(self.text_encoder.feature_dim(), config.embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
@@ -102,8 +103,11 @@ class CLIP(Method):
         return logit_scale_value(self.logit_scale, self.config.max_logit_scale)
 
     def encoder_input(self, batch: Tensor | dict[str, Tensor]) -> Tensor:
-        """The images of a pair batch (or plain images, for transfer) as floats in [0, 1]."""
-        return to_float(batch["images"] if isinstance(batch, dict) else batch)
+        """The images of a pair batch (or plain images, for transfer) as floats in [0, 1], grayscale repeated to RGB."""
+        x = to_float(batch["images"] if isinstance(batch, dict) else batch)
+        if x.shape[1] == 1 and self.spec.channels == 3:  # grayscale data for a colour encoder (transfer)
+            x = x.expand(-1, 3, -1, -1)
+        return x
 
     def views(self, images: Tensor) -> Tensor:
         """One random square crop per image, resized back to the input size."""
