@@ -304,3 +304,18 @@ def test_two_processes_equal_one_process_on_the_global_batch(tmp_path):
     for name, grad in single["grads"].items():
         for r in ranks:
             torch.testing.assert_close(r["grads"][name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_evaluate_gives_a_clip_method_zero_shot_and_retrieval_beside_the_probes(tmp_path):
+    import selfsup
+    for c, cls in enumerate(("cats", "dogs")):
+        (tmp_path / cls).mkdir()
+        for i in range(12):
+            write_png(tmp_path / cls / f"{i}.png", 10 * i + 120 * c)
+            (tmp_path / cls / f"{i}.txt").write_text(f"a {cls[:-1]} numbered {i}")
+    data = read_pairs(tmp_path, size=16).train
+    method, _ = tiny_clip(data)
+    out = selfsup.evaluate(method, data=str(tmp_path), protocols=["knn"], labels_per_class=[2])
+    li = out["language_image"]
+    assert li["zero_shot"]["seen"]["classes"] == ["cats", "dogs"] and "unseen" not in li["zero_shot"]
+    assert li["retrieval"]["n"] == out["test_size"] and [r["protocol"] for r in out["rows"]] == ["knn"]
