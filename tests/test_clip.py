@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from conftest import TINY_OPTIONS, WORDS, index_caption, results_per_process, tiny_pairs, without_batchnorm
+from conftest import TINY_OPTIONS, WORDS, fit_batch, index_caption, results_per_process, tiny_pairs, without_batchnorm
 from selfsup.data.pairs import EMOJI_FONT, EMOJI_TEST, caption_tokens, emoji, parse_emoji_test, read_pairs
 from selfsup.data.sources import load_dataset
 from selfsup.errors import SelfSupError
@@ -57,6 +57,13 @@ def test_loss_is_low_for_matched_pairs_and_symmetric_in_its_two_directions():
     assert clip_loss(x, x, 100.0) < 1e-3  # every image's own caption is by far the nearest
     y = torch.randn(8, 16, generator=g)
     torch.testing.assert_close(clip_loss(x, y, 10.0), clip_loss(y, x, 10.0))
+
+
+def test_clip_memorises_one_batch_of_pairs():
+    """Loss and gradients that are right let the model match 16 images to their 16 captions."""
+    method, data = tiny_clip(crop_scale=(1.0, 1.0))
+    losses, metrics = fit_batch(method, data.batch(torch.arange(16)), steps=60, lr=3e-3)
+    assert losses[-1] < 0.2 * losses[0] and metrics["pretext_acc"] == 1.0
 
 
 # --- the logit scale -------------------------------------------------------------------------------------

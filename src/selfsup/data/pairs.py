@@ -79,8 +79,10 @@ class PairData:
 
     @property
     def tokenizer(self):
-        from selfsup.text.tokenizer import tokenizer_from_json
-        return tokenizer_from_json(self.tokenizer_json)
+        if not hasattr(self, "_tokenizer"):  # parsed once per object (spec and decoding read it)
+            from selfsup.text.tokenizer import tokenizer_from_json
+            object.__setattr__(self, "_tokenizer", tokenizer_from_json(self.tokenizer_json))
+        return self._tokenizer
 
     @property
     def spec(self) -> DataSpec:
