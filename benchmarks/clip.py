@@ -72,6 +72,10 @@ def run(cfg: dict, out: Path, name: str) -> dict:
     results = {"config": cfg, "torch": torch.__version__, "threads": torch.get_num_threads(),
                "machine": platform.processor() or platform.machine(), "load_average_start": load_before}
     results["pretrain"] = pretrain(cfg, run_dir)
+    earlier = out / f"{name}.json"
+    if results["pretrain"]["images_per_s_last_epoch"] == 0 and earlier.exists():
+        # nothing was left to train: keep the timing of the call that trained (this call only reloaded)
+        results["pretrain"] = json.loads(earlier.read_text())["pretrain"] | {"reloaded": True}
     t = time.perf_counter()
     evaluation = selfsup.evaluate(run_dir, protocols=cfg["protocols"], labels_per_class=cfg["budgets"],
                                   seeds=cfg["seeds"], finetune_kwargs=cfg["finetune"] or None,
