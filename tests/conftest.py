@@ -131,7 +131,7 @@ def tiny_pairs(n: int = 32, seed: int = 0) -> PairData:
     categories = torch.arange(n) % 4
     return make_pairs(smooth_colour_images(n, seed), captions, torch.arange(n), None, labels=torch.arange(n) % 2,
                       classes=["even", "odd"], categories=categories, category_names=["apple", "banana", "cherry", "dog"],
-                      unseen=["dog"], seq_len=12, vocab_size=200, name="tiny pairs").train  # 200: every word whole, the same vocabulary in every process
+                      unseen=["dog"], seq_len=12, name="tiny pairs").train
 
 
 # A tiny stand-in for each method's default dataset (`Method.default_data`): the same kind of data, batch and spec.

@@ -234,6 +234,15 @@ def test_emoji_source_on_a_small_table_renders_captions_splits_and_caches(tmp_pa
     assert torch.equal(again.train.images, train.images) and again.train.captions == train.captions
 
 
+def test_caption_vocabulary_is_whole_words_and_spells_out_unseen_ones():
+    from selfsup.text.tokenizer import word_tokenizer
+    tokenizer = word_tokenizer(["An emoji of a grinning face", "an emoji of a cat"])
+    assert tokenizer.encode("a grinning cat", add_special_tokens=False).tokens == ["a", "grinning", "cat"]
+    assert tokenizer.encode("a caft", add_special_tokens=False).tokens == ["a", "c", "##a", "##f", "##t"]
+    again = word_tokenizer(["an emoji of a cat", "An emoji of a grinning face"])  # order does not matter
+    assert again.get_vocab() == tokenizer.get_vocab()
+
+
 def test_missing_emoji_packages_are_named(tmp_path):
     with pytest.raises(SelfSupError, match="fonts-noto-color-emoji"):
         emoji(font=tmp_path / "none.ttf", table=tmp_path / "none.txt")

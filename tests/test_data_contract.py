@@ -24,7 +24,7 @@ def kinds() -> dict[str, DataSource]:
                                        sprite_size=12),
             "egomotion": make_egomotion_pairs(data.images, data.labels, 6, classes=data.classes, canvases=2),
             "pairs": make_pairs(data.images, [f"a picture of thing {i}" for i in range(12)], torch.arange(12),
-                                labels=data.labels, classes=data.classes, vocab_size=40).train}
+                                labels=data.labels, classes=data.classes).train}
 
 
 @pytest.mark.parametrize("kind", ["image", "text", "video", "egomotion", "pairs"])

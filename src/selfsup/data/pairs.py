@@ -19,8 +19,10 @@ atomically) under ~/.cache/selfsup.
 The user's pairs (`read_pairs`): a folder of images, each with a `.txt` caption of the same name beside it
 (class subfolders, if any, give labels and categories), or a CSV file of `image,caption` rows (image paths
 relative to the CSV; a header row naming `image` and `caption` is optional). Images are read with
-`data.folder.decode`. Captions are tokenized with a WordPiece tokenizer trained on the training captions
-only (`text.tokenizer`), which travels in the DataSpec (`extra["tokenizer"]`) so a run can encode prompts.
+`data.folder.decode`. Captions are tokenized with a WordPiece vocabulary of the training captions' words,
+whole, plus single characters that spell out unseen words (`text.tokenizer.word_tokenizer`: the same ids in
+every process, which a trained vocabulary does not promise); it travels in the DataSpec
+(`extra["tokenizer"]`) so a run can encode prompts, and is saved as the run's tokenizer.json.
 """
 from __future__ import annotations
 
@@ -123,15 +125,15 @@ def caption_tokens(tokenizer, texts: list[str], seq_len: int = CAPTION_LEN) -> T
 def make_pairs(images: Tensor, captions: list[str], train_index: Tensor, test_index: Tensor | None = None, *,
                labels: Tensor | None = None, classes: list[str] | None = None, categories: Tensor | None = None,
                category_names: list[str] | None = None, unseen: list[str] | None = None, tokenizer=None,
-               seq_len: int = CAPTION_LEN, vocab_size: int = 4000, name: str = "pairs") -> DatasetSplits:
-    """Tokenize the captions (a tokenizer trained on the train captions only, unless given) and split."""
-    from selfsup.text.tokenizer import train_tokenizer
+               seq_len: int = CAPTION_LEN, name: str = "pairs") -> DatasetSplits:
+    """Tokenize the captions (with the words of the train captions only, unless a tokenizer is given) and split."""
+    from selfsup.text.tokenizer import word_tokenizer
     if len(captions) != len(images):
         raise SelfSupError(f"{name}: {len(images)} images but {len(captions)} captions")
     if len(train_index) == 0:
         raise SelfSupError(f"{name}: no image-caption pairs to train on")
     if tokenizer is None:
-        tokenizer = train_tokenizer([captions[i] for i in train_index.tolist()], vocab_size)
+        tokenizer = word_tokenizer([captions[i] for i in train_index.tolist()])
     whole = PairData(images, caption_tokens(tokenizer, captions, seq_len), list(captions), tokenizer.to_str(),
                      labels, list(classes or []), categories, list(category_names or []), list(unseen or []), name)
     test = None if test_index is None else whole.subset(test_index, f"{name}-test")

@@ -13,9 +13,12 @@ embeddings for zero-shot classification and retrieval (`selfsup.evaluate.zero_sh
 Deviations (32x32 emoji, 2 CPU cores):
 - Image encoder: the small ConvNet with BatchNorm (widths 64-32-128) instead of ResNet-50 / ViT.
 - Text encoder: 2 layers, width 64, 4 heads (the paper: 12 layers, width 512, 8 heads); captions of 32
-  subwords of a WordPiece vocabulary trained on the captions (the paper: 76 BPE tokens, 49,152 vocabulary).
+  tokens of a vocabulary of the training captions' words plus characters (the paper: 76 BPE tokens, 49,152
+  vocabulary).
 - Embedding dimension 64 (the paper: 512-1024).
-- AdamW lr 5e-4, weight decay 0.2 (the paper's values) on batches of 256 (the paper: 32,768).
+- AdamW lr 5e-4, weight decay 0.2, beta2 0.98 (the paper's values) on batches of 256 (the paper: 32,768); the
+  decay applies to every parameter, gains, biases and the logit scale included (open_clip exempts those; the
+  trainer keeps one parameter group).
 - Augmentation: a random square crop of 64-100% of the area, resized back (the paper: a random square crop
   of the resized image, its only augmentation); no flips, since captions say "left" and "right".
 - The logit scale is clamped in the loss (exp(s) <= 100) and its parameter after every step (s <= log 100),
