@@ -21,8 +21,8 @@ Deviations (32x32 emoji, 2 CPU cores):
   trainer keeps one parameter group).
 - Augmentation: a random square crop of 64-100% of the area, resized back (the paper: a random square crop
   of the resized image, its only augmentation); no flips, since captions say "left" and "right".
-- The logit scale is clamped in the loss (exp(s) <= 100) and its parameter after every step (s <= log 100),
-  as open_clip does (the paper's code clamps the parameter).
+- The paper says only that the scale is "clipped to prevent scaling the logits by more than 100"; here exp(s)
+  is clamped at 100 in the loss and the parameter s at log 100 after every step, as open_clip does.
 """
 from __future__ import annotations
 
