@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Fashion-MNIST, the fortunes corpus, and 30 colour photographs among these wallpaper packages (data/photos.py)
-DEBIAN_DATA := dataset-fashion-mnist fortunes fortunes-min lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds
+# Fashion-MNIST, the fortunes corpus, 30 colour photographs among these wallpaper packages (data/photos.py),
+# and the colour emoji font with Unicode's emoji table (the image-caption pairs of data/pairs.py)
+DEBIAN_DATA := dataset-fashion-mnist fonts-noto-color-emoji fortunes fortunes-min lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds unicode-data
 
 .PHONY: demo test bench system-deps venv clean-venv gpu-wheels
 

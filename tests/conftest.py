@@ -13,6 +13,7 @@ import pytest
 from selfsup.data.base import DataSpec, ImageData
 from selfsup.data.egomotion import EgomotionData, make_egomotion_pairs
 from selfsup.data.interaction import InteractionData, make_interactions
+from selfsup.data.pairs import PairData, make_pairs
 from selfsup.data.sprites import VideoData, make_sprite_clips
 from selfsup.data.text import TextData
 from selfsup.methods import jigsaw
@@ -30,6 +31,7 @@ TINY_GAN = TINY | {"decoder_width": 16, "discriminator_width": 8}
 TINY_OPTIONS: dict[str, dict] = {
     "barlow-twins": TINY_BN | {"projector_dim": 16},
     "byol": TINY_BN | {"hidden_dim": 16, "projection_dim": 8},
+    "clip": TINY_BN | {"embed_dim": 8, "text_kwargs": {"dim": 16, "layers": 1, "heads": 2, "ffn_dim": 32}},
     "clm": {"encoder_kwargs": {"dim": 32, "layers": 2, "heads": 2, "ffn_dim": 64}},  # 2 layers: look-ahead can leak
     "colorization": TINY | {"decoder_width": 8},
     "cpc": {"encoder_kwargs": {"widths": (4, 4, 8)}, "context_dim": 8},
@@ -124,6 +126,21 @@ def pokes(num: int = 64, **kwargs) -> InteractionData:
     return make_interactions(noise_images(20), torch.arange(20) % 10, num, **kwargs)
 
 
+def index_caption(i: int) -> str:
+    """A caption that spells its item's index in two words (0..255): the pairing tests read it back."""
+    return f"an emoji of {WORDS[i // 16]} {WORDS[i % 16]}"
+
+
+def tiny_pairs(n: int = 32, seed: int = 0) -> PairData:
+    """`n` colour images with captions spelling their index (`index_caption`), labelled i % 2, categorised
+    i % 4 (category 3 "unseen": in no training caption's place, but here all items are one split)."""
+    captions = [index_caption(i) for i in range(n)]
+    categories = torch.arange(n) % 4
+    return make_pairs(smooth_colour_images(n, seed), captions, torch.arange(n), None, labels=torch.arange(n) % 2,
+                      classes=["even", "odd"], categories=categories, category_names=["apple", "banana", "cherry", "dog"],
+                      unseen=["dog"], seq_len=12, name="tiny pairs").train
+
+
 # A tiny stand-in for each method's default dataset (`Method.default_data`): the same kind of data, batch and spec.
 TINY_STAND_INS = {
     "fashion-mnist": lambda: synthetic_images(16),
@@ -133,6 +150,7 @@ TINY_STAND_INS = {
     "sprites-color": lambda: sprite_clips(8),
     "egomotion": lambda: egomotion_pairs(16),
     "interaction": lambda: pokes(16),
+    "emoji": lambda: tiny_pairs(16),
 }
 
 

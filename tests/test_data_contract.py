@@ -5,6 +5,7 @@ import torch
 from selfsup.data.base import DataSource, ImageData
 from selfsup.data.egomotion import make_egomotion_pairs
 from selfsup.data.interaction import make_interactions
+from selfsup.data.pairs import make_pairs
 from selfsup.data.sprites import make_sprite_clips
 from selfsup.data.text import TextData
 
@@ -23,10 +24,12 @@ def kinds() -> dict[str, DataSource]:
             "video": make_sprite_clips(data.images, data.labels, 4, classes=data.classes, frames=3, canvas=32,
                                        sprite_size=12),
             "egomotion": make_egomotion_pairs(data.images, data.labels, 6, classes=data.classes, canvases=2),
-            "interaction": make_interactions(data.images, torch.arange(12) % 10, 6)}
+            "interaction": make_interactions(data.images, torch.arange(12) % 10, 6),
+            "pairs": make_pairs(data.images, [f"a picture of thing {i}" for i in range(12)], torch.arange(12),
+                                labels=data.labels, classes=data.classes).train}
 
 
-@pytest.mark.parametrize("kind", ["image", "text", "video", "egomotion", "interaction"])
+@pytest.mark.parametrize("kind", ["image", "text", "video", "egomotion", "interaction", "pairs"])
 def test_every_data_kind_is_a_data_source(kind):
     data = kinds()[kind]
     part = data.subset(torch.tensor([0, 2]), name="part")

@@ -73,7 +73,7 @@ def run_data(name: str, run_dir: str | Path | None, modality: str, spec: DataSpe
     """Load dataset `name` the way run `run_dir` saw it: the same tokenizer for text, and for a folder of
     images the image size and channels of the run's `spec` (not inferred again), for text its seq_len."""
     shape = {}
-    if spec is not None and modality == "image":
+    if spec is not None and modality in ("image", "image-text"):
         shape = {"size": spec.height, "channels": spec.channels}
     elif spec is not None and modality == "text" and spec.seq_len:
         shape = {"seq_len": spec.seq_len}
@@ -275,11 +275,12 @@ def resume(run_dir: str | Path, epochs: int | None = None, data: str | None = No
 
 
 def check_compatible(method: Method, spec: DataSpec) -> None:
-    """Transfer needs the same modality and channel count; image size may differ for conv encoders."""
-    if method.modality != spec.modality:
+    """Transfer needs the same modality and channel count; image size may differ for conv encoders. The image
+    encoder of a language-image method (CLIP) transfers to images too."""
+    if method.modality != spec.modality and (method.modality, spec.modality) != ("image-text", "image"):
         raise SelfSupError(f"the encoder was trained on {method.modality} data but this data is {spec.modality}; "
                            f"evaluate it on {method.modality} data (--data)")
-    if spec.modality == "image" and method.spec.channels != spec.channels and method.spec.channels == 1:
+    if spec.modality in ("image", "image-text") and method.spec.channels != spec.channels and method.spec.channels == 1:
         raise SelfSupError(f"the encoder takes {method.spec.channels}-channel images, the data has {spec.channels}; "
                            f"evaluate it on {method.spec.channels}-channel images")
 
@@ -446,5 +447,9 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
         rows = label_sweep(method, train, test, budgets, seeds, protocols, upto, freeze_upto, finetune_kwargs,
                            done=log.done, on_draw=on_draw)
     result = {"rows": rows, "summary": summarize(rows)} | about
+    from selfsup.evaluate.zero_shot import is_language_image, language_image_evaluation
+    if is_language_image(method) and getattr(test, "captions", None) is not None:
+        say("zero-shot classification and retrieval on the held-out pairs")
+        result["language_image"] = language_image_evaluation(method, test)
     log.finish(result)
     return result

@@ -81,6 +81,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     for row in out["summary"]:
         spread = f"± {100 * row['std']:.2f}" if row["n"] > 1 else "(1 seed)"
         print(f"{row['protocol']:20s} {row['labels_per_class']!s:>12} {100 * row['mean']:>10.2f} % {spread}")
+    if "language_image" in out:
+        li = out["language_image"]
+        for part, z in li["zero_shot"].items():
+            print(f"zero-shot ({part} categories): {100 * z['acc']:.2f} % on {z['n']} images, {len(z['classes'])} "
+                  f"classes (chance {100 * z['chance']:.2f} %)")
+        r = li["retrieval"]
+        print(f"retrieval on {r['n']} held-out pairs: " + ", ".join(
+            f"{k} {100 * v:.1f} %" for k, v in r.items() if k != "n"))
     if out["out"]:
         resumed = f" (resumed: {out['resumed_rows']} rows were already written)" if out["resumed_rows"] else ""
         print(f"written {out['out']}{resumed}")

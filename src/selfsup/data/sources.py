@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import gzip
+import inspect
 import os
 import struct
 import urllib.request
@@ -261,7 +262,8 @@ def npz(path: str | Path) -> ImageData:
 def load_dataset(name: str, *, size: int | None = None, channels: int | None = None, modality: str = "image",
                  tokenizer=None, seq_len: int | None = None) -> DatasetSplits:
     """A registered source by name (`selfsup.data.DATASETS.names()`), or a path: a folder of images or an
-    .npz file, or for text methods (`modality="text"`) a text file or a folder of them (none of these has a
+    .npz file, for text methods (`modality="text"`) a text file or a folder of them, for language-image
+    methods (`modality="image-text"`) a folder of images with .txt captions or a CSV of pairs (none of these has a
     test split; `held_out_test` carves one). `tokenizer` (text) reuses a run's tokenizer instead of training one.
 
     A folder's image `size` and `channels` are inferred when None (see `data.folder`); the returned splits'
@@ -270,14 +272,19 @@ def load_dataset(name: str, *, size: int | None = None, channels: int | None = N
     """
     path = Path(name)
     text_kwargs = ({} if tokenizer is None else {"tokenizer": tokenizer}) | ({} if seq_len is None else {"seq_len": seq_len})
-    if text_kwargs and modality != "text":
-        raise SelfSupError("a tokenizer or seq_len applies to text data only")
+    if "seq_len" in text_kwargs and modality != "text":
+        raise SelfSupError("seq_len applies to text data only")
+    if tokenizer is not None and modality not in ("text", "image-text"):
+        raise SelfSupError("a tokenizer applies to text data and image-caption pairs only")
     if modality == "text" and path.is_file() and path.suffix.lower() in ARRAY_SUFFIXES:
         raise SelfSupError(f"{name} holds NumPy arrays (image data), but this method or run takes text; give a "
                            f"text file or a folder of them, or use an image method")
     if modality == "text" and (path.is_dir() or path.is_file()):
         from selfsup.data.text import text_files
         return text_files(path, **text_kwargs)
+    if modality == "image-text" and (path.is_dir() or (path.is_file() and path.suffix.lower() == ".csv")):
+        from selfsup.data.pairs import read_pairs
+        return read_pairs(path, size=size, channels=channels, tokenizer=tokenizer)
     if path.suffix == ".npz" and path.is_file():
         images, reading = read_npz(path)
         return DatasetSplits(images, None, reading)
@@ -292,4 +299,7 @@ def load_dataset(name: str, *, size: int | None = None, channels: int | None = N
                            f"an .npz file (np.savez(path, images=..., labels=...)){hint}")
     if path.suffix or os.sep in name:
         raise SelfSupError(f"data path {name} does not exist (expected a folder of images or an .npz file)")
-    return DATASETS.get(name)(**text_kwargs)
+    loader = DATASETS.get(name)
+    if modality == "image-text" and "tokenizer" not in inspect.signature(loader).parameters:
+        text_kwargs.pop("tokenizer", None)  # a CLIP run's image encoder evaluated on plain images
+    return loader(**text_kwargs)

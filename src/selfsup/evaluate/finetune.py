@@ -64,7 +64,10 @@ def accuracy(model: nn.Module, data: DataSource, batch_size: int = 512, device: 
 
 
 def augment_labeled(batch: Batch, data: DataSource, padding: int, generator: torch.Generator) -> Batch:
-    """Shift (and flip, where the data allows) a raw image batch; other batches (text) pass unchanged."""
+    """Shift (and flip, where the data allows) a raw image batch, or the images of an image-caption batch;
+    other batches (text) pass unchanged."""
+    if isinstance(batch, dict) and "images" in batch:
+        return batch | {"images": augment_labeled(batch["images"], data, padding, generator)}
     if not isinstance(batch, torch.Tensor) or batch.dim() != 4 or padding < 0:
         return batch
     return random_shift_flip(batch, padding, flip=getattr(data, "hflip_keeps_label", False), generator=generator)

@@ -1,4 +1,5 @@
 """Contrastive, redundancy-reduction and metric-learning losses: plain typed functions, tensors in, scalar out."""
+from selfsup.losses.clip import clip_loss
 from selfsup.losses.contrastive import info_nce, nt_xent
 from selfsup.losses.metric import (
     batch_triplet_loss,
@@ -16,6 +17,7 @@ from selfsup.losses.redundancy import barlow_twins_loss, vicreg_loss
 __all__ = [
     "barlow_twins_loss",
     "batch_triplet_loss",
+    "clip_loss",
     "contrastive_loss",
     "info_nce",
     "lifted_structured_loss",

@@ -9,7 +9,8 @@ import torch
 
 from selfsup.api import evaluation_split, random_subset, run_data
 from selfsup.evaluate.features import extract_features
-from selfsup.report.plots import plot_curves, plot_embedding, plot_examples, plot_neighbours, read_metrics
+from selfsup.report.plots import (plot_confusion, plot_curves, plot_embedding, plot_examples, plot_neighbours,
+                                  plot_retrieved_captions, read_metrics)
 from selfsup.runs import RunFolder, load_run
 from selfsup.utils import atomic_write_text
 from selfsup.views.basic import to_float
@@ -42,6 +43,33 @@ def embedding_sections(method, splits, record: dict, run: RunFolder, n_embed: in
     return sections
 
 
+def language_image_sections(method, splits, record: dict, run: RunFolder, queries: int = 8) -> list[tuple[str, str]]:
+    """For a language-image run (CLIP): held-out images with their top-5 captions, and the zero-shot
+    confusion matrices of the seen and the unseen categories."""
+    from selfsup.evaluate.zero_shot import is_language_image, language_image_evaluation, top_captions
+    held = evaluation_split(splits, record["data"].get("source", record["data"]["name"]), run)
+    test = held.test if held.test is not None else held.rest
+    if not is_language_image(method) or getattr(test, "captions", None) is None:
+        return []
+    pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[:queries]
+    plot_retrieved_captions(to_float(test.images[pick]), top_captions(method, test, pick), run.path / "retrieval.png")
+    result = language_image_evaluation(method, test)
+    r = result["retrieval"]
+    sections = [("Retrieval: held-out images and their top-5 captions",
+                 f"<p>Among the {r['n']} captions of {html.escape(held.rule if held.test is not None else 'the pool')}; "
+                 f"the image's own caption is green. Recall: " + ", ".join(
+                     f"{k} {100 * v:.1f}%" for k, v in r.items() if k != "n") + "</p>"
+                 '<img src="retrieval.png" alt="images with their top-5 captions">')]
+    for part, z in result["zero_shot"].items():
+        name = f"zero_shot_{part}.png"
+        plot_confusion(z["confusion"], z["classes"], run.path / name,
+                       f"zero-shot, {part} categories: {100 * z['acc']:.1f}% on {z['n']} images "
+                       f"(chance {100 * z['chance']:.1f}%)")
+        sections.append((f"Zero-shot classification, {part} categories",
+                         f'<img src="{name}" alt="zero-shot confusion matrix ({part})">'))
+    return sections
+
+
 def make_report(run_dir: str | Path, n_embed: int = 2000) -> Path:
     """Write report.html (and its PNGs) into the run folder; return its path."""
     run = RunFolder(run_dir)
@@ -67,6 +95,7 @@ def make_report(run_dir: str | Path, n_embed: int = 2000) -> Path:
         sections.append(("Generated samples (temperature 0.8, top-k 40)",
                          "".join(f"<pre>{html.escape(t)}</pre>" for t in samples)))
     sections += embedding_sections(method, splits, record, run, n_embed)
+    sections += language_image_sections(method, splits, record, run)
     config = html.escape(json.dumps(record, indent=2))
     page = ["<!doctype html><meta charset='utf-8'>", f"<title>selfsup run {html.escape(run.path.name)}</title>",
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"

@@ -124,3 +124,39 @@ def plot_neighbours(images: Tensor, features: Tensor, path: Path, queries: int =
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_retrieved_captions(images: Tensor, captions: list[list[tuple[str, float, bool]]], path: Path) -> None:
+    """Each row: an image, then its top captions by cosine (its own caption marked with a check and in green)."""
+    plt = _plt()
+    n = len(images)
+    fig, axes = plt.subplots(n, 2, figsize=(9, 1.05 * n), squeeze=False, gridspec_kw={"width_ratios": [1, 8]})
+    for r in range(n):
+        _show(axes[r][0], images[r])
+        ax = axes[r][1]
+        ax.axis("off")
+        for j, (text, score, own) in enumerate(captions[r]):
+            ax.text(0, 1 - (j + 0.5) / max(len(captions[r]), 1), f"{j + 1}. {score:+.2f}  {'✓ ' if own else ''}{text}",
+                    fontsize=6.5, va="center", color="green" if own else "black", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> None:
+    """A confusion matrix (rows: true class, columns: predicted), each row normalised to sum to 1."""
+    plt = _plt()
+    m = torch.tensor(matrix, dtype=torch.float32)
+    m = m / m.sum(1, keepdim=True).clamp(min=1)
+    size = min(14.0, 2.5 + 0.16 * len(classes))
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+    font = max(3.0, min(8.0, 300 / max(len(classes), 1)))
+    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=font)
+    ax.set_yticks(range(len(classes)), classes, fontsize=font)
+    ax.set_xlabel("predicted (zero-shot)")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

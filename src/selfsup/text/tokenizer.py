@@ -40,6 +40,31 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000, lowercase: boo
     return tokenizer
 
 
+def word_tokenizer(texts: Iterable[str], lowercase: bool = True) -> "Tokenizer":
+    """A WordPiece tokenizer whose vocabulary is every word of `texts`, whole, plus every character alone and
+    as a `##` continuation (so a word it never saw is spelled out), with `train_tokenizer`'s normalisation and
+    pre-split. Deterministic: the same texts give the same ids in every process, unlike the trained
+    vocabulary, whose intermediate subwords depend on how merge ties fall (hash order) on small corpora.
+    For short captions (image-caption pairs), where a word-level vocabulary is small.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    normalizer = normalizers.Sequence([normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else []))
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: set[str] = set()
+    for text in texts:
+        words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = {c for w in words for c in w}
+    ordinary = sorted((words | chars | {"##" + c for c in chars}) - set(SPECIAL_TOKENS))
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + ordinary)}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))  # already in the vocabulary: marks them special (decoding skips them)
+    check_special_ids(tokenizer)
+    return tokenizer
+
+
 def canonical_ids(tokenizer: "Tokenizer") -> None:
     """Renumber the learned vocabulary: specials first, then the other subwords sorted as strings.
 
