@@ -100,7 +100,7 @@ def test_output_layer_is_tied_and_examples_show_the_chosen_tokens():
     data = tiny_text()
     method = build_method("mlm", data.spec, **TINY)
     batch = data.batch(torch.arange(8))
-    assert method.mlm_head.token_embedding is method.encoder.blocks["embed"].token  # tied output layer
+    assert method.mlm_head.token_embedding is method.encoder.token_embedding  # tied output layer
     assert set(method.examples(batch)) == {"chosen_tokens", "correct_predictions"}
 
 

@@ -38,14 +38,14 @@ class CLM(TextMethod):
     def logits(self, x: dict[str, Tensor]) -> Tensor:
         """Next-token logits (N, L, V) at every position; tied to the token embeddings."""
         hidden = self.encoder.hidden_states(x)
-        return F.linear(hidden, self.encoder.blocks["embed"].token.weight, self.lm_bias)
+        return F.linear(hidden, self.encoder.token_embedding.weight, self.lm_bias)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         hidden = self.encoder.hidden_states(single_text(batch))[:, :-1]
         targets = next_token_targets(batch["input_ids"])
         real = targets != IGNORE
         # Vocabulary logits only where a real next token exists: about half the positions are padding.
-        logits = F.linear(hidden[real], self.encoder.blocks["embed"].token.weight, self.lm_bias)
+        logits = F.linear(hidden[real], self.encoder.token_embedding.weight, self.lm_bias)
         loss = F.cross_entropy(logits, targets[real])
         accuracy = (logits.argmax(-1) == targets[real]).float().mean()
         return loss, {"perplexity": loss.detach().exp(), "pretext_acc": accuracy}

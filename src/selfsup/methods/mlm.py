@@ -28,7 +28,7 @@ class MLM(TextMethod):
 
     def __init__(self, config: MaskedLMConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.mlm_head = MLMHead(self.encoder.dim, self.encoder.blocks["embed"].token)
+        self.mlm_head = MLMHead(self.encoder.dim, self.encoder.token_embedding)
 
     def corrupt(self, input_ids: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         c = self.config
