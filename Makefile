@@ -5,8 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Fashion-MNIST, the fortunes corpus, and 30 colour photographs among these wallpaper packages (data/photos.py)
-DEBIAN_DATA := dataset-fashion-mnist fortunes fortunes-min lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds
+# Fashion-MNIST, the fortunes corpus, the GCIDE dictionary (the large unlabeled English text corpus, data/text.py),
+# and 30 colour photographs among these wallpaper packages (data/photos.py)
+DEBIAN_DATA := dataset-fashion-mnist fortunes fortunes-min dict-gcide lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds
 
 .PHONY: demo test bench system-deps venv clean-venv gpu-wheels
 

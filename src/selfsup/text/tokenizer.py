@@ -34,7 +34,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000, lowercase: boo
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                         show_progress=False)
-    tokenizer.train_from_iterator(list(texts), trainer=trainer)
+    tokenizer.train_from_iterator(texts, trainer=trainer)  # any iterable: a streamed corpus is never a list
     canonical_ids(tokenizer)
     check_special_ids(tokenizer)
     return tokenizer
