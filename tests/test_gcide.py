@@ -98,3 +98,25 @@ def test_corrupt_dictionary_is_a_clear_error(tmp_path):
     (root / "gcide.dict.dz").write_bytes(b"not gzip at all" * 10)
     with pytest.raises(SelfSupError, match="reinstall the dict-gcide"):
         list(iter_gcide(root))
+
+
+def test_pretraining_on_gcide_logs_the_heldout_curve(tmp_path, monkeypatch):
+    """`selfsup.pretrain("mlm", data="gcide")`: the corpus's own test split feeds the held-out curve."""
+    import selfsup
+    import selfsup.data.text as text
+    from selfsup.runs import RunFolder
+
+    monkeypatch.setattr(text, "GCIDE_DIR", fake_gcide(tmp_path / "dictd", ENTRIES * 14))  # 210 entries, 2 held out
+    from conftest import TINY_OPTIONS
+    result = selfsup.pretrain("mlm", data="gcide", epochs=2, batch_size=16, run_dir=tmp_path / "run",
+                              options=TINY_OPTIONS["mlm"], train={"knn_every": 0, "progress_bar": False})
+    rows = [r for r in RunFolder(result.run_dir).read_metrics() if r.get("heldout/perplexity")]
+    assert len(rows) == 2 and float(rows[-1]["heldout/perplexity"]) > 1
+    assert (result.run_dir / "tokenizer.json").exists()
+
+
+def test_a_corpus_too_small_to_hold_out_gives_no_test_split_and_says_so(tmp_path):
+    root = fake_gcide(tmp_path / "dictd")
+    with pytest.warns(UserWarning, match="no held-out split"):
+        splits = gcide(root, seq_len=16, vocab_size=80)  # 15 entries, heldout_every 100
+    assert splits.test is None and len(splits.train) == len(ENTRIES) - 1

@@ -430,8 +430,8 @@ def clean_gcide_entry(raw: bytes) -> str:
     return " ".join(text.split()).replace(" ,", ",")
 
 
-def gcide_paths(root: str | Path = GCIDE_DIR) -> tuple[Path, Path]:
-    root = Path(root)
+def gcide_paths(root: str | Path | None = None) -> tuple[Path, Path]:
+    root = Path(GCIDE_DIR if root is None else root)
     dict_path, index_path = root / "gcide.dict.dz", root / "gcide.index"
     if not dict_path.is_file() or not index_path.is_file():
         raise SelfSupError(f"the GCIDE dictionary is not installed ({dict_path} and {index_path} not found); "
@@ -439,7 +439,7 @@ def gcide_paths(root: str | Path = GCIDE_DIR) -> tuple[Path, Path]:
     return dict_path, index_path
 
 
-def iter_gcide(root: str | Path = GCIDE_DIR, every: int = 1, skip: int = 0, keep: int | None = None):
+def iter_gcide(root: str | Path | None = None, every: int = 1, skip: int = 0, keep: int | None = None):
     """Stream the cleaned entries of GCIDE in file order: every `every`-th entry, starting at `skip`, at
     most `keep` of them. The dictzip file is read as one gzip stream, forward only."""
     dict_path, index_path = gcide_paths(root)
@@ -480,7 +480,7 @@ def text_data_streamed(documents, tokenizer, seq_len: int, name: str, chunk: int
 
 
 @DATASETS.register("gcide")
-def gcide(root: str | Path = GCIDE_DIR, seq_len: int = 64, vocab_size: int = 8000, max_documents: int | None = None,
+def gcide(root: str | Path | None = None, seq_len: int = 64, vocab_size: int = 8000, max_documents: int | None = None,
           heldout_every: int = 100, tokenizer=None) -> DatasetSplits:
     """GCIDE entries (unlabeled; Debian's dict-gcide): train = all but every `heldout_every`-th entry, test =
     those. `max_documents` keeps an evenly spread subset (every k-th entry) for quick runs. The WordPiece
@@ -501,5 +501,8 @@ def gcide(root: str | Path = GCIDE_DIR, seq_len: int = 64, vocab_size: int = 800
     if tokenizer is None:
         tokenizer = train_tokenizer(entries(False), vocab_size)
     train = text_data_streamed(entries(False), tokenizer, seq_len, "gcide")
-    test = text_data_streamed(entries(True), tokenizer, seq_len, "gcide-test")
-    return DatasetSplits(train, test)
+    if total // every < heldout_every:  # too few entries to hold one out: no held-out curve
+        warnings.warn(f"gcide: {total // every} entries, fewer than heldout_every={heldout_every}: no held-out "
+                      f"split (lower heldout_every or raise max_documents)", stacklevel=2)
+        return DatasetSplits(train, None)
+    return DatasetSplits(train, text_data_streamed(entries(True), tokenizer, seq_len, "gcide-test"))
