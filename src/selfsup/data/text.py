@@ -1,4 +1,5 @@
-"""Text data: Debian's `fortunes` corpus (category = label) or the user's own text files, tokenized once.
+"""Text data: Debian's `fortunes` corpus (category = label), the user's own text files, or the large unlabeled GCIDE
+corpus (`gcide`, streamed), tokenized once.
 
 A `TextData` keeps the whole corpus as token tensors in memory:
 - `input_ids` (N, L) int64: [CLS] subwords [SEP] [PAD]..., truncated to L = `seq_len` (MLM, CLM, probes);
