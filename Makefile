@@ -5,9 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Fashion-MNIST, the fortunes corpus, 30 colour photographs among these wallpaper packages (data/photos.py),
-# and the colour emoji font with Unicode's emoji table (the image-caption pairs of data/pairs.py)
-DEBIAN_DATA := dataset-fashion-mnist fonts-noto-color-emoji fortunes fortunes-min lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds unicode-data
+# Fashion-MNIST, the fortunes corpus, the GCIDE dictionary (the large unlabeled English text corpus, data/text.py),
+# 30 colour photographs among these wallpaper packages (data/photos.py), and the colour emoji font with
+# Unicode's emoji table (the image-caption pairs of data/pairs.py)
+DEBIAN_DATA := dataset-fashion-mnist dict-gcide fonts-noto-color-emoji fortunes fortunes-min lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds unicode-data
 
 .PHONY: demo test bench system-deps venv clean-venv gpu-wheels
 

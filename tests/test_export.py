@@ -183,6 +183,39 @@ def test_text_onnx_export_matches(tmp_path):
     assert np.abs(got - method.features(batch).numpy()).max() <= 1e-4
 
 
+@pytest.mark.parametrize("name", ["mlm", "clm", "nsp"])  # BERT mean-pooled, GPT-2, BERT [CLS] with token types
+def test_hf_export_loads_with_automodel_and_gives_the_runs_features(tmp_path, monkeypatch, name):
+    """`--format hf`: AutoModel and AutoTokenizer load the folder in one call each; from raw text they give
+    the same token ids and, pooled as the run pools, the same features as selfsup."""
+    from transformers import AutoModel, AutoTokenizer
+
+    data = tiny_text()
+    run, method = saved_run(tmp_path, name, data.spec, text_data=data)
+    out = export(run, "hf", tmp_path / "hf")
+    assert json.loads((out / "config.json").read_text())["model_type"] == ("gpt2" if name == "clm" else "bert")
+    assert json.loads((out / "selfsup.json").read_text())["pool"] == method.encoder.pool_mode
+    assert not [p for p in out.iterdir() if p.name.startswith(".hf-")]  # the temporary folder is gone
+    model, tokenizer = AutoModel.from_pretrained(out).eval(), AutoTokenizer.from_pretrained(out)
+    assert type(model) is type(method.encoder.model)
+    texts = data.texts[:6]
+    batch = tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt")
+    assert torch.equal(batch["input_ids"], data.input_ids[:6])  # [CLS] subwords [SEP] [PAD]..., as the run's data
+    with torch.no_grad():
+        hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        ours = method.features(data.batch(torch.arange(6)))
+    assert torch.allclose(method.encoder.pool_states(hidden, batch["attention_mask"]), ours, atol=1e-5, rtol=0)
+    scope = {"texts": texts}  # the README's snippet does the same from the folder alone
+    monkeypatch.chdir(out)
+    exec(readme_code(out), scope)
+    assert torch.allclose(scope["features"], ours, atol=1e-5, rtol=0)
+
+
+def test_hf_export_refuses_image_runs(tmp_path):
+    run, _ = saved_run(tmp_path, "rotation", GRAY_SPEC)
+    with pytest.raises(SelfSupError, match="needs a text run"):
+        export(run, "hf", tmp_path / "hf")
+
+
 def test_unknown_export_format_says_which_exist(tmp_path):
     run, _ = saved_run(tmp_path, "rotation", GRAY_SPEC)
     with pytest.raises(SelfSupError, match="safetensors, torchscript, onnx"):

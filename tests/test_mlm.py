@@ -1,6 +1,7 @@
 """MLM (Devlin et al., 2019): exact 15% choice, the 80/10/10 corruption, loss only on chosen positions."""
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -100,7 +101,7 @@ def test_output_layer_is_tied_and_examples_show_the_chosen_tokens():
     data = tiny_text()
     method = build_method("mlm", data.spec, **TINY)
     batch = data.batch(torch.arange(8))
-    assert method.mlm_head.token_embedding is method.encoder.blocks["embed"].token  # tied output layer
+    assert method.mlm_head.token_embedding is method.encoder.token_embedding  # tied output layer
     assert set(method.examples(batch)) == {"chosen_tokens", "correct_predictions"}
 
 
@@ -113,3 +114,13 @@ def test_loss_decreases_on_a_tiny_batch():
     batch = data.batch(torch.arange(16))
     losses, _ = fit_batch(method, batch, steps=200, lr=3e-3)
     assert sum(losses[-20:]) / 20 < 0.75 * sum(losses[:5]) / 5
+
+
+def test_weights_of_the_old_hand_written_text_transformer_get_a_clear_error(tmp_path):
+    from selfsup.errors import SelfSupError
+    from selfsup.runs import load_state
+
+    method = build_method("mlm", tiny_text().spec, **TINY_OPTIONS["mlm"])
+    old = {"encoder.blocks.embed.token.weight": torch.zeros(60, 32), "encoder.norm.weight": torch.ones(32)}
+    with pytest.raises(SelfSupError, match="hand-written Transformer .* pretrain the run again"):
+        load_state(method, old, tmp_path / "weights.safetensors")

@@ -204,7 +204,7 @@ def test_pair_input_uses_segment_b_and_combined_losses_add_up(name):
     batch = data.batch(torch.arange(8))
     loss, metrics = method.loss(batch)
     loss.backward()
-    assert method.encoder.blocks["embed"].token_type.weight.grad[1].abs().sum() > 0  # segment B embedding used
+    assert method.encoder.token_type_embedding.weight.grad[1].abs().sum() > 0  # segment B embedding used
     if name.startswith("mlm-"):  # the combined methods: the sum of both losses
         assert torch.allclose(loss.detach(), metrics["mlm_loss"] + metrics["pair_loss"])
     assert method.examples(batch)["pair_label"].shape == (8,)

@@ -79,13 +79,13 @@ def test_pair_tasks_feed_segment_a_and_pool_cls(name):
     data = two_topics(8)
     method = build_method(name, data.spec, **TINY).eval()
     with torch.no_grad():
-        method.encoder.blocks["embed"].token_type.weight[0].copy_(torch.linspace(-1, 1, method.encoder.dim))
+        method.encoder.token_type_embedding.weight[0].copy_(torch.linspace(-1, 1, method.encoder.dim))
     x = {"input_ids": data.input_ids, "attention_mask": data.input_ids != 0,
          "token_type_ids": torch.zeros_like(data.input_ids)}
     hidden = method.encoder.hidden_states(x).detach()
     assert torch.allclose(text_features(method, data), hidden[:, 0], atol=1e-6)
-    without_types = method.encoder.hidden_states({k: v for k, v in x.items() if k != "token_type_ids"})
-    assert not torch.allclose(text_features(method, data), without_types[:, 0].detach(), atol=1e-3)
+    as_segment_b = method.encoder.hidden_states(x | {"token_type_ids": torch.ones_like(data.input_ids)})
+    assert not torch.allclose(text_features(method, data), as_segment_b[:, 0].detach(), atol=1e-3)
 
 
 def test_label_sweep_runs_every_protocol_per_budget_and_seed():

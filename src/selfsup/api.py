@@ -61,6 +61,15 @@ def monitor_for(rest: DataSource, seed: int, bank_size: int = 5000, query_size: 
     return Monitor(rest.subset(bank), rest.subset(queries))
 
 
+def heldout_documents(held: HeldOut | None) -> DataSource | None:
+    """Documents for a language model's held-out curve (perplexity per epoch): the test split of an unlabeled
+    corpus (e.g. gcide), which no accuracy is ever reported on. A labeled test set is touched once, for the
+    reported number, so labeled data gives none (the training curve still shows the pretext accuracy)."""
+    if held is None or held.test is None or getattr(held.test, "labels", None) is not None:
+        return None
+    return held.test
+
+
 def run_tokenizer(run_dir: str | Path | None):
     """The tokenizer a text run was trained with (saved in its folder), or None."""
     if run_dir is None or not (Path(run_dir) / "tokenizer.json").exists():
@@ -212,7 +221,7 @@ def _pretrain_locked(cls: type[Method], method: str, data: str, run: RunFolder, 
               "data": {"name": data, "source": source_id(data), "pool_size": len(pool_data), "seed": seed,
                        "explicit_pool": pool is not None, "test": test} | reading}
     return _fit(m, pool_data, cfg, run.path, monitor_for(held.rest, seed) if monitor and held is not None else None,
-                config_record=record)
+                config_record=record, heldout=heldout_documents(held))
 
 
 def resume_data(run: RunFolder, data: dict, given: str | None) -> dict:
@@ -261,8 +270,10 @@ def resume(run_dir: str | Path, epochs: int | None = None, data: str | None = No
     data = resume_data(run, data, given)
     splits = run_data(data.get("source", data["name"]), run.path, METHODS.get(method).modality,
                       recorded_spec(run, record))
+    held = None
     if "test" in data:
-        rest = recorded_test_set(run, data, splits).rest
+        held = recorded_test_set(run, data, splits)
+        rest = held.rest
     else:
         warnings.warn(f"{run.path} was started before held-out test sets were recorded: it continues on its old "
                       f"pool, which may contain the images evaluation tests on", stacklevel=2)
@@ -271,7 +282,8 @@ def resume(run_dir: str | Path, epochs: int | None = None, data: str | None = No
     L.seed_everything(cfg.seed, verbose=False)
     m = build_method(method, pool_data.spec, **record["method_config"])
     keep = {k: record[k] for k in ("method", "method_config", "spec")} | {"data": data}
-    return _fit(m, pool_data, cfg, run.path, monitor_for(rest, cfg.seed), resume=True, config_record=keep)
+    return _fit(m, pool_data, cfg, run.path, monitor_for(rest, cfg.seed), resume=True, config_record=keep,
+                heldout=heldout_documents(held))
 
 
 def check_compatible(method: Method, spec: DataSpec) -> None:

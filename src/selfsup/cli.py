@@ -97,7 +97,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from selfsup.export import export
     out = export(args.run, args.format, args.out)
-    print(f"exported {args.format} encoder to {out} (config.json says its input and output; README.md loads it)")
+    described = "selfsup.json" if args.format == "hf" else "config.json"
+    print(f"exported {args.format} encoder to {out} ({described} says its input and output; README.md loads it)")
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
@@ -197,9 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="write a run's encoder with its preprocessing, to use without selfsup")
     ex.add_argument("run", help="run folder")
-    ex.add_argument("--format", choices=["safetensors", "onnx", "torchscript"], default="safetensors",
+    ex.add_argument("--format", choices=["safetensors", "onnx", "torchscript", "hf"], default="safetensors",
                     help="onnx and torchscript: one graph from uint8 images to features; safetensors: the weights "
-                         "and the preprocessing as TorchScript (default safetensors)")
+                         "and the preprocessing as TorchScript; hf (text runs): a Hugging Face model and tokenizer "
+                         "folder for transformers.AutoModel / AutoTokenizer.from_pretrained (default safetensors)")
     ex.add_argument("--out", help="output folder (default RUN/export-FORMAT)")
     ex.set_defaults(func=cmd_export)
 

@@ -12,12 +12,17 @@ README.md with the code that loads it, and the encoder in one format:
   safetensors   encoder.safetensors (plain tensors) + preprocess.pt (TorchScript) or tokenizer.json
   torchscript   encoder.pt: preprocessing and encoder in one graph, uint8 images in, features out
   onnx          encoder.onnx: the same graph for onnxruntime and other ONNX tools
+  hf            text runs: the Hugging Face model and tokenizer (config.json, model.safetensors,
+                tokenizer.json, tokenizer_config.json) that `transformers.AutoModel.from_pretrained(dir)` and
+                `AutoTokenizer.from_pretrained(dir)` load in one call; selfsup's description is selfsup.json
 `embed` writes one feature vector per input, with its file name, for retrieval and clustering.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -35,7 +40,7 @@ from selfsup.runs import RunFolder, load_run
 from selfsup.text.tokenizer import CLS_ID, PAD_ID, SEP_ID, TOKENIZER_FILE, load_tokenizer
 from selfsup.utils import atomic_write, atomic_write_text
 
-FORMATS = ("safetensors", "torchscript", "onnx")
+FORMATS = ("safetensors", "torchscript", "onnx", "hf")
 EMBEDDING_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
 SPECIAL_IDS = {"cls": CLS_ID, "sep": SEP_ID, "pad": PAD_ID}
 
@@ -133,7 +138,9 @@ def describe(method: Method, run: RunFolder, fmt: str, files: dict[str, str]) ->
     else:
         inputs = {"images": ["N", *input_shape(spec)], "dtype": "uint8", "range": [0, 255],
                   "preprocessing": " ".join((type(method).encoder_input.__doc__ or "").split("\n\n")[0].split())}
-    return {"format": fmt, "files": files, "input": inputs, "output": {"features": ["N", method.feature_dim],
+    pool = getattr(method.encoder, "pool_mode", None)
+    return {"format": fmt, "files": files, "input": inputs, **({"pool": pool} if pool else {}),
+            "output": {"features": ["N", method.feature_dim],
             "dtype": "float32"}, "method": method.name, "modality": method.modality,
             "method_config": json.loads(json.dumps(run.read_config()["method_config"])),
             "spec": run.read_config()["spec"], "run": str(run.path.resolve()), "selfsup_version": __version__}
@@ -157,6 +164,15 @@ encoder.load_state_dict(weights)
 encoder.eval()
 """
 SNIPPETS = {  # format -> (images, text); run in the export folder, with `images` or `texts` defined
+    "hf": ("", """\
+import torch
+from transformers import AutoModel, AutoTokenizer
+model = AutoModel.from_pretrained(".").eval()
+tokenizer = AutoTokenizer.from_pretrained(".")
+batch = tokenizer(texts, padding="max_length", truncation=True, return_tensors="pt")
+with torch.no_grad():
+    hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+{pool}"""),
     "torchscript": ("""\
 import torch
 encoder = torch.jit.load("encoder.pt")
@@ -203,7 +219,16 @@ def snippet(fmt: str, config: dict) -> str:
     images, text = SNIPPETS[fmt]
     template = text if config["modality"] == "text" else images
     tokenize = TOKENIZE.format(seq_len=config["spec"]["seq_len"], **SPECIAL_IDS) if config["modality"] == "text" else ""
-    return template.format(tokenize=tokenize, rebuild=REBUILD)
+    return template.format(tokenize=tokenize, rebuild=REBUILD, pool=POOL_SNIPPETS.get(config.get("pool", ""), ""))
+
+
+POOL_SNIPPETS = {  # how the run's probes pool the token states into features
+    "cls": "features = hidden[:, 0]  # the [CLS] state, as the run's probes read it\n",
+    "mean": "mask = batch[\"attention_mask\"].unsqueeze(-1).float()\n"
+            "features = (hidden * mask).sum(1) / mask.sum(1)  # mean over non-pad tokens, as the run's probes\n",
+    "last": "last = batch[\"attention_mask\"].sum(1) - 1\n"
+            "features = hidden[torch.arange(len(hidden)), last]  # the last real token, as the run's probes\n",
+}
 
 
 def readme(fmt: str, config: dict) -> str:
@@ -213,7 +238,7 @@ def readme(fmt: str, config: dict) -> str:
     return (f"# {config['method']} encoder ({fmt})\n\nExported by selfsup {config['selfsup_version']} from "
             f"{config['run']}.\nInput: {'token ids and attention mask' if text else 'uint8 images'} ({shape}); "
             f"output: features ({', '.join(map(str, config['output']['features']))}), float32. "
-            f"config.json says the rest.\n\n```python\n{snippet(fmt, config)}```\n")
+            f"{'selfsup.json' if fmt == 'hf' else 'config.json'} says the rest.\n\n```python\n{snippet(fmt, config)}```\n")
 
 
 def graph(method: Method) -> tuple[nn.Module, tuple[Tensor, ...], list[str]]:
@@ -240,6 +265,8 @@ def write_onnx(method: Method, path: Path) -> None:
 def write_format(method: Method, run: RunFolder, fmt: str, out: Path) -> dict[str, str]:
     """Write the encoder in format `fmt` into `out`; returns {role: file name}."""
     text = method.modality == "text"
+    if fmt == "hf":
+        return write_hf(method, run, out)
     files = {"tokenizer": TOKENIZER_FILE} if text else {}
     if text:
         shutil.copyfile(run.path / TOKENIZER_FILE, out / TOKENIZER_FILE)
@@ -263,6 +290,26 @@ def write_format(method: Method, run: RunFolder, fmt: str, out: Path) -> dict[st
     return files
 
 
+def write_hf(method: Method, run: RunFolder, out: Path) -> dict[str, str]:
+    """The Hugging Face model (BertModel / GPT2Model) and its tokenizer, saved into a temporary folder beside
+    `out` and moved in file by file (each `os.replace` is atomic)."""
+    from selfsup.text.tokenizer import hf_tokenizer
+
+    model = getattr(method.encoder, "model", None)
+    if method.modality != "text" or model is None or not hasattr(model, "save_pretrained"):
+        raise SelfSupError(f"--format hf needs a text run (its encoder is a Hugging Face model); {run.path} is a "
+                           f"{method.modality} run of {method.name}: use safetensors, torchscript or onnx")
+    tokenizer = hf_tokenizer(load_tokenizer(run.path), method.spec.seq_len)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".hf-") as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        names = sorted(p.name for p in Path(tmp).iterdir() if p.is_file())
+        for name in names:
+            os.replace(Path(tmp) / name, out / name)
+    return {"model": "model.safetensors", "model_config": "config.json", "tokenizer": "tokenizer.json",
+            "files": names}
+
+
 def export(run_dir: str | Path, fmt: str = "safetensors", out: str | Path | None = None) -> Path:
     """Write run `run_dir`'s encoder to folder `out` (default RUN/export-FORMAT) in format `fmt`
     (safetensors, torchscript or onnx), with config.json and a README.md that loads it. Returns `out`."""
@@ -273,7 +320,8 @@ def export(run_dir: str | Path, fmt: str = "safetensors", out: str | Path | None
     out = Path(out) if out is not None else run.path / f"export-{fmt}"
     out.mkdir(parents=True, exist_ok=True)
     config = describe(method, run, fmt, write_format(method, run, fmt, out))
-    atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
+    # hf: config.json is the Hugging Face model's own; selfsup's description goes beside it
+    atomic_write_text(out / ("selfsup.json" if fmt == "hf" else "config.json"), json.dumps(config, indent=2) + "\n")
     atomic_write_text(out / "README.md", readme(fmt, config))
     return out
 

@@ -149,6 +149,10 @@ def load_state(module: torch.nn.Module, state: Any, path: Path) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as e:  # missing or renamed keys, wrong shapes, a wrong channel count
+        if any(k.startswith("encoder.blocks.embed.token") for k in state):
+            raise SelfSupError(f"{path} holds a text encoder of the hand-written Transformer that selfsup used before "
+                               f"its Hugging Face BERT/GPT-2 encoders; its weights do not map onto them: pretrain "
+                               f"the run again") from e
         raise SelfSupError(f"{path} does not fit the method config.json describes: "
                            f"{' '.join(str(e).split())[:500]}; it was edited or belongs to another run") from e
 

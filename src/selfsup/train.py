@@ -40,6 +40,7 @@ from selfsup.errors import RunInterrupted, SelfSupError
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.knn import knn_classify
 from selfsup.evaluate.linear import linear_probe
+from selfsup.evaluate.text import heldout_lm_metrics
 from selfsup.methods.base import Method, MethodConfig
 from selfsup.nets.base import choose_memory_layout
 from selfsup.runs import RunFolder, load_checkpoint, save_checkpoint, save_weights
@@ -215,9 +216,11 @@ class EpochLines(Callback):
 
 
 class PretrainModule(L.LightningModule):
-    def __init__(self, method: Method, cfg: TrainConfig, steps_per_epoch: int, monitor: Monitor | None):
+    def __init__(self, method: Method, cfg: TrainConfig, steps_per_epoch: int, monitor: Monitor | None,
+                 heldout: DataSource | None = None):
         super().__init__()
         self.method, self.cfg, self.monitor = method, cfg, monitor
+        self.heldout = heldout if hasattr(method, "heldout_stats") else None
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = steps_per_epoch * cfg.epochs
         self.automatic_optimization = False  # we step per phase and control the schedule ourselves
@@ -297,6 +300,9 @@ class PretrainModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         seconds = time.perf_counter() - self._epoch_start
         self.log("train/images_per_s", self._epoch_items * self.trainer.world_size / max(seconds, 1e-9), sync_dist=True)
+        if self.heldout is not None:  # a language model's held-out curve: the same documents every epoch
+            for name, value in heldout_lm_metrics(self.method, self.heldout, seed=self.cfg.seed).items():
+                self.log(f"heldout/{name}", value, prog_bar=name == "perplexity", sync_dist=True)
         every = self.cfg.knn_every
         if self.monitor is not None and every and (self.current_epoch + 1) % every == 0:
             bank = extract_features(self.method, self.monitor.bank)
@@ -443,19 +449,24 @@ class _Throughput(Callback):
 
 
 def pretrain(method: Method, data: DataSource, cfg: TrainConfig, run_dir: str | Path, monitor: Monitor | None = None,
-             resume: bool = False, config_record: dict | None = None) -> PretrainResult:
+             resume: bool = False, config_record: dict | None = None,
+             heldout: DataSource | None = None) -> PretrainResult:
     """Train `method` on `data` (its `batch(index)` gives the raw batches) and write the run folder `run_dir`.
+
+    `heldout`: documents never trained on, for a language model's per-epoch held-out curve (`heldout/perplexity`
+    and `heldout/token_acc` in metrics.csv, `selfsup.evaluate.text.heldout_lm_metrics`); ignored by methods
+    without `heldout_stats`.
 
     With `resume`, training continues from `run_dir/checkpoints/last.ckpt` up to `cfg.epochs`. The folder
     is locked meanwhile (`RunFolder.locked`): a second run in it fails at once.
     """
     run = RunFolder(run_dir)
     with run.locked():
-        return fit_run(method, data, cfg, run, monitor, resume, config_record)
+        return fit_run(method, data, cfg, run, monitor, resume, config_record, heldout)
 
 
 def fit_run(method: Method, data: DataSource, cfg: TrainConfig, run: RunFolder, monitor: Monitor | None,
-            resume: bool, config_record: dict | None) -> PretrainResult:
+            resume: bool, config_record: dict | None, heldout: DataSource | None = None) -> PretrainResult:
     world = (cfg.devices if isinstance(cfg.devices, int) else 1) * cfg.num_nodes
     if len(data) // world < cfg.batch_size:
         raise SelfSupError(f"{len(data)} training items are fewer than one batch of {cfg.batch_size} per process; "
@@ -473,7 +484,7 @@ def fit_run(method: Method, data: DataSource, cfg: TrainConfig, run: RunFolder, 
         data.save_to(run.path)  # e.g. a tokenizer that the run's weights depend on
     earlier_metrics = run.read_metrics() if resume else []  # Lightning's CSV logger starts the file afresh
 
-    module = PretrainModule(method, cfg, steps_per_epoch, monitor)
+    module = PretrainModule(method, cfg, steps_per_epoch, monitor, heldout)
     throughput = _Throughput()
     bar = cfg.progress_bar and sys.stderr.isatty()  # a bar redrawn per step would fill a log file
     signals = StopSignals()

@@ -1,4 +1,5 @@
-"""Text data: Debian's `fortunes` corpus (category = label) or the user's own text files, tokenized once.
+"""Text data: Debian's `fortunes` corpus (category = label), the user's own text files, or the large unlabeled GCIDE
+corpus (`gcide`, streamed), tokenized once.
 
 A `TextData` keeps the whole corpus as token tensors in memory:
 - `input_ids` (N, L) int64: [CLS] subwords [SEP] [PAD]..., truncated to L = `seq_len` (MLM, CLM, probes);
@@ -8,6 +9,12 @@ A `TextData` keeps the whole corpus as token tensors in memory:
   length <= L (`views.text.nsp_pairs`; a "segment from another document" comes from another row).
 `batch(index)` returns these as a dict of tensors; `spec` is a DataSpec(modality="text", ...).
 
+Unlabeled pretraining corpus (`gcide`): the GNU Collaborative International Dictionary of English from
+Debian's `dict-gcide` (Webster's 1913 with later additions): 203k entries, 40 MB of English prose once
+unpacked (definitions, usage notes, and quotations from English literature). Each entry is one document,
+cleaned of the dictionary's markup; it is streamed from the dictzip file (gzip-compatible), never held whole
+as text, and tokenized in chunks. Every 100th entry is the held-out test split (held-out perplexity).
+
 Fortunes: files in /usr/share/games/fortunes/, entries separated by lines holding only `%`. The
 default keeps the categories with at least 400 non-empty entries (16 of them in Debian's
 fortunes-min/-mod packages; the offensive `off/` folder is never read) and draws 400 entries of each at
@@ -15,7 +22,10 @@ random (seeded), so classes are balanced; texts are truncated to 64 subwords.
 """
 from __future__ import annotations
 
+import base64
+import gzip
 import itertools
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +39,7 @@ from selfsup.errors import SelfSupError
 from selfsup.text.tokenizer import CLS_ID, PAD_ID, SEP_ID
 
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
+GCIDE_DIR = Path("/usr/share/dictd")
 TEXT_SUFFIXES = {"", ".txt", ".text", ".md"}
 # Control bytes that text does not hold (tab, newline, vertical tab, form feed and carriage return are
 # allowed). Random bytes hold about 11%, an ELF binary about 38% and NUL bytes, Debian's fortunes < 0.2%.
@@ -407,3 +418,123 @@ def text_files(path: str | Path, seq_len: int = 64, vocab_size: int = 4000, toke
 def _text_files_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES
                   and not p.name.startswith("."))
+
+
+# --- GCIDE: the large unlabeled corpus ----------------------------------------------------------------
+_B64 = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+_PRONUNCIATION = re.compile(r"\\[^\\\n]*\\")  # \Ab"so*lute\ on the headword line
+_SOURCE_LINE = re.compile(r"^[ \t]*\[[^\]\n]*\][ \t]*$", re.MULTILINE)  # [1913 Webster], [PJC], [WordNet 1.5]
+_SOURCE_TAG = re.compile(r"\[(?:[^\]\n]*(?:Webster|WordNet|Century)[^\]\n]*|PJC)\]")  # the same tags inline
+_ACCENT = re.compile(r"\[[=\-~'`\"^.]?([a-zA-Z])[\^]?\]")  # [=a], [e^], ['e], [.a]: the letter without its mark
+
+
+def dictd_number(text: str) -> int:
+    """A dictd index number (offset or length): base 64, most significant digit first."""
+    value = 0
+    for char in text:
+        value = value * 64 + _B64[char]
+    return value
+
+
+def gcide_entries_index(index_path: Path) -> list[tuple[int, int]]:
+    """(offset, length) of every dictionary entry, in file order; headwords that share an entry count once,
+    and the 00-* records (00-database-info...: the package's own description) are left out."""
+    spans = set()
+    with open(index_path, "rb") as f:
+        for line in f:
+            fields = line.rstrip(b"\n").split(b"\t")
+            if len(fields) < 3 or fields[0].startswith(b"00-"):  # 00-database-info, 00-gcide-url...
+                continue
+            try:
+                spans.add((dictd_number(fields[1].decode("ascii")), dictd_number(fields[2].decode("ascii"))))
+            except (KeyError, UnicodeDecodeError):
+                continue  # a malformed index line: that entry is left out
+    return sorted(spans)
+
+
+def clean_gcide_entry(raw: bytes) -> str:
+    """Plain prose from one entry: no pronunciation, no source tags ([1913 Webster]), no cross-reference
+    braces ({Absolute zero} -> Absolute zero), accent codes as bare letters ([=a] -> a), whitespace collapsed.
+    Rarer named character codes ([ae], [root]) and usage labels ([Obs.]) are kept as they are."""
+    text = _SOURCE_TAG.sub("", _SOURCE_LINE.sub("", decode_text(raw)))
+    text = _PRONUNCIATION.sub("", text, count=1).replace("{", "").replace("}", "")
+    text = _ACCENT.sub(r"\1", text)
+    return " ".join(text.split()).replace(" ,", ",")
+
+
+def gcide_paths(root: str | Path | None = None) -> tuple[Path, Path]:
+    root = Path(GCIDE_DIR if root is None else root)
+    dict_path, index_path = root / "gcide.dict.dz", root / "gcide.index"
+    if not dict_path.is_file() or not index_path.is_file():
+        raise SelfSupError(f"the GCIDE dictionary is not installed ({dict_path} and {index_path} not found); "
+                           f"install Debian's dict-gcide package: `sudo apt-get install dict-gcide`")
+    return dict_path, index_path
+
+
+def iter_gcide(root: str | Path | None = None, every: int = 1, skip: int = 0, keep: int | None = None):
+    """Stream the cleaned entries of GCIDE in file order: every `every`-th entry, starting at `skip`, at
+    most `keep` of them. The dictzip file is read as one gzip stream, forward only."""
+    dict_path, index_path = gcide_paths(root)
+    spans = gcide_entries_index(index_path)[skip::every][:keep]
+    position = 0
+    try:
+        with gzip.open(dict_path, "rb") as f:
+            for offset, length in spans:
+                if offset > position:
+                    f.seek(offset)  # forward: gzip decompresses up to there
+                elif offset < position:
+                    continue  # overlaps the entry before (not in Debian's file): skip it
+                raw = f.read(length)
+                position = offset + len(raw)
+                text = clean_gcide_entry(raw)
+                if text:
+                    yield text
+    except (OSError, EOFError) as e:
+        raise SelfSupError(f"{dict_path} cannot be read as a dictzip/gzip file ({e}); reinstall the dict-gcide "
+                           f"package: `sudo apt-get install --reinstall dict-gcide`") from e
+
+
+def text_data_streamed(documents, tokenizer, seq_len: int, name: str, chunk: int = 20_000) -> TextData:
+    """TextData from an iterable of documents, tokenized `chunk` documents at a time (only the tokens kept)."""
+    from selfsup.text.tokenizer import encode_with_word_starts
+
+    parts: list[dict[str, Tensor]] = []
+    documents = iter(documents)
+    while batch := list(itertools.islice(documents, chunk)):
+        ids, word_starts = encode_with_word_starts(tokenizer, batch)
+        keep = [i for i, x in enumerate(ids) if len(x) >= 2]
+        if keep:
+            parts.append(token_tensors([ids[i] for i in keep], seq_len, [word_starts[i] for i in keep]))
+    if not parts:
+        raise SelfSupError(f"{name}: no document of at least 2 subwords")
+    tensors = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+    return TextData(labels=None, classes=[], tokenizer_json=tokenizer.to_str(), name=name, **tensors)
+
+
+@DATASETS.register("gcide")
+def gcide(root: str | Path | None = None, seq_len: int = 64, vocab_size: int = 8000, max_documents: int | None = None,
+          heldout_every: int = 100, tokenizer=None) -> DatasetSplits:
+    """GCIDE entries (unlabeled; Debian's dict-gcide): train = all but every `heldout_every`-th entry, test =
+    those. `max_documents` keeps an evenly spread subset (every k-th entry) for quick runs. The WordPiece
+    vocabulary (8,000: twice the fortunes' for a 20x larger corpus) is trained on the streamed train entries.
+    """
+    from selfsup.text.tokenizer import train_tokenizer
+
+    if heldout_every < 2:
+        raise SelfSupError(f"heldout_every must be at least 2 (every k-th entry is held out), got {heldout_every}")
+    total = len(gcide_entries_index(gcide_paths(root)[1]))
+    every = 1 if max_documents is None else max(1, -(-total // max(int(max_documents), 1)))
+
+    def entries(held_out: bool):
+        for i, text in enumerate(iter_gcide(root, every=every)):
+            if (i % heldout_every == heldout_every - 1) == held_out:
+                yield text
+
+    if tokenizer is None:
+        tokenizer = train_tokenizer(entries(False), vocab_size)
+    train = text_data_streamed(entries(False), tokenizer, seq_len, "gcide")
+    if total // every < heldout_every:  # too few entries to hold one out: no held-out curve
+        warnings.warn(f"gcide: {total // every} entries, fewer than heldout_every={heldout_every}: no held-out "
+                      f"split (lower heldout_every or raise max_documents)", stacklevel=2)
+        return DatasetSplits(train, None)
+    return DatasetSplits(train, text_data_streamed(entries(True), tokenizer, seq_len, "gcide-test"))

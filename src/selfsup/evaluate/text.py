@@ -29,6 +29,31 @@ TEXT_PROTOCOLS = ("linear", "finetune", "scratch", "bow")  # "scratch": the supe
 FINETUNE_STEPS = {"epochs": 10, "min_steps": 60, "max_steps": 300, "batch_size": 32}  # affordable on 2 cores
 
 
+HELDOUT_DOCUMENTS = 2000  # enough for a perplexity to 2-3 digits; a check costs a few seconds on 2 cores
+
+
+@torch.no_grad()
+def heldout_lm_metrics(method: Method, data: DataSource, batch_size: int = 256, seed: int = 0,
+                       max_documents: int | None = HELDOUT_DOCUMENTS) -> dict[str, float]:
+    """A language model's held-out curve point: {"perplexity", "token_acc"} over the first `max_documents`
+    documents of `data` (token-weighted; MLM: its masked tokens, masked by a generator seeded with `seed`
+    so every check scores the same tokens; CLM: every next token). {} for a method without `heldout_stats`."""
+    if not hasattr(method, "heldout_stats") or len(data) == 0:
+        return {}
+    was_training = method.training
+    method.eval()
+    device = next(method.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    totals: dict[str, float] = {}
+    for index in torch.arange(min(len(data), max_documents or len(data))).split(batch_size):
+        batch = {k: v.to(device) for k, v in data.batch(index).items()}
+        for k, v in method.heldout_stats(batch, generator).items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    method.train(was_training)
+    count = max(totals.get("count", 0.0), 1.0)
+    return {"perplexity": float(torch.tensor(totals["nll"] / count).exp()), "token_acc": totals["correct"] / count}
+
+
 @torch.no_grad()
 def text_features(method: Method, data: DataSource, pool: str | None = None, batch_size: int = 512) -> Tensor:
     """(N, D) frozen features of every document, pooled as `pool` ("cls", "mean", "last"; None = encoder's)."""

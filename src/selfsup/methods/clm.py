@@ -4,7 +4,7 @@ Radford, Narasimhan, Salimans & Sutskever, "Improving Language Understanding by 
 Pre-Training", OpenAI 2018. Kept from the paper: a Transformer decoder with a causal mask trained by
 next-token cross-entropy, output layer tied to the token embeddings; perplexity (exp of the mean loss
 over real tokens) is reported. `selfsup.text.generate.generate` samples text from a trained model.
-Deviations: a tiny pre-LN decoder (GPT: 12 layers, 768 wide, 512 tokens), AdamW 1e-3 instead of 2.5e-4;
+Deviations: a tiny GPT-2 decoder (Hugging Face `GPT2Model`, pre-LN; GPT: 12 layers, 768 wide, 512 tokens), AdamW 1e-3 instead of 2.5e-4;
 downstream features are the mean of the token states (GPT fine-tunes on the last token; `pool="last"`).
 """
 from __future__ import annotations
@@ -38,17 +38,28 @@ class CLM(TextMethod):
     def logits(self, x: dict[str, Tensor]) -> Tensor:
         """Next-token logits (N, L, V) at every position; tied to the token embeddings."""
         hidden = self.encoder.hidden_states(x)
-        return F.linear(hidden, self.encoder.blocks["embed"].token.weight, self.lm_bias)
+        return F.linear(hidden, self.encoder.token_embedding.weight, self.lm_bias)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         hidden = self.encoder.hidden_states(single_text(batch))[:, :-1]
         targets = next_token_targets(batch["input_ids"])
         real = targets != IGNORE
         # Vocabulary logits only where a real next token exists: about half the positions are padding.
-        logits = F.linear(hidden[real], self.encoder.blocks["embed"].token.weight, self.lm_bias)
+        logits = F.linear(hidden[real], self.encoder.token_embedding.weight, self.lm_bias)
         loss = F.cross_entropy(logits, targets[real])
         accuracy = (logits.argmax(-1) == targets[real]).float().mean()
         return loss, {"perplexity": loss.detach().exp(), "pretext_acc": accuracy}
+
+    @torch.no_grad()
+    def heldout_stats(self, batch: dict[str, Tensor], generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Sums over every real next token of held-out documents: cross-entropy, correct predictions, count
+        (perplexity = exp(nll / count), token-weighted over the whole held-out set)."""
+        hidden = self.encoder.hidden_states(single_text(batch))[:, :-1]
+        targets = next_token_targets(batch["input_ids"])
+        real = targets != IGNORE
+        logits = F.linear(hidden[real], self.encoder.token_embedding.weight, self.lm_bias)
+        return {"nll": F.cross_entropy(logits, targets[real], reduction="sum"),
+                "correct": (logits.argmax(-1) == targets[real]).sum(), "count": real.sum()}
 
     @torch.no_grad()
     def examples(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -1,108 +1,108 @@
-"""Small Transformers for text: a bidirectional encoder (BERT-style) and a causal decoder (GPT-style).
+"""Small Transformers for text, built on Hugging Face `transformers`: a bidirectional encoder (a small
+`BertModel`) and a causal decoder (a small `GPT2Model`).
 
-Both are `BlockEncoder`s with blocks "embed", "layer1".."layerK", so transfer code can freeze up to a
-block or read features after one. Input: the text batch dict (`input_ids` (N, L) int64,
-`attention_mask` (N, L) bool, optional `token_type_ids`); `forward` returns pooled (N, D) features
-("cls": the first position's vector, "mean": the mean over non-pad tokens, "last": the last non-pad
-token); `hidden_states` returns the per-token (N, L, D) states that MLM/CLM heads read.
-Pre-LayerNorm blocks (as GPT-2) train more stably than BERT's post-LN at this size. Default size,
-d=64, 2 layers, 4 heads, FFN 256 (BERT-base: 768, 12, 12, 3072), fits 2 CPU cores; dropout is off by
-default (BERT/GPT: 0.1) because short CPU runs underfit rather than overfit, and it costs ~20% of a step.
+Both are `BlockEncoder`s with blocks "embed", "layer1".."layerK" (views of the Hugging Face modules, not
+copies), so transfer code can freeze up to a block or read features after one. Input: the text batch dict
+(`input_ids` (N, L) int64, `attention_mask` (N, L) bool, optional `token_type_ids`); `forward` returns
+pooled (N, D) features ("cls": the first position's vector, "mean": the mean over non-pad tokens, "last":
+the last non-pad token); `hidden_states` returns the per-token (N, L, D) states that MLM/CLM heads read.
+`self.model` is the plain Hugging Face model: `self.model.save_pretrained(dir)` writes a folder that
+`transformers.AutoModel.from_pretrained(dir)` loads in one call (`selfsup export RUN --format hf`).
+
+BERT is post-LN (as the paper), GPT-2 pre-LN with a final LayerNorm. BERT's own pooler is left out
+(`add_pooling_layer=False`): the pair tasks have their own pooler head (`nets.heads.PairClassifier`) and
+features are pooled here. GPT-2 has no segment embeddings: token types are ignored by the decoder.
+Default size, d=64, 2 layers, 4 heads, FFN 256 (BERT-base: 768, 12, 12, 3072), fits 2 CPU cores; dropout
+is off by default (BERT/GPT: 0.1) because short CPU runs underfit rather than overfit.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.errors import SelfSupError
 from selfsup.nets.base import BlockEncoder
 from selfsup.nets.registry import ENCODERS
+from selfsup.text.tokenizer import CLS_ID, PAD_ID, SEP_ID
 
 POOLS = ("cls", "mean", "last")
 
 
-class Embeddings(nn.Module):
-    """Token + learned position + segment (token type) embeddings, then dropout."""
-
-    def __init__(self, vocab_size: int, dim: int, max_len: int, dropout: float):
-        super().__init__()
-        self.token = nn.Embedding(vocab_size, dim)
-        self.position = nn.Embedding(max_len, dim)
-        self.token_type = nn.Embedding(2, dim)
-        self.dropout = nn.Dropout(dropout)
-        for emb in (self.token, self.position, self.token_type):
-            nn.init.normal_(emb.weight, std=0.02)  # BERT/GPT initialisation
-
-    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        h = self.token(input_ids) + self.position(positions)
-        if token_type_ids is not None:
-            h = h + self.token_type(token_type_ids)
-        return self.dropout(h)
+def _check_sizes(dim: int, heads: int, pool: str) -> None:
+    if pool not in POOLS:
+        raise SelfSupError(f"unknown text pooling {pool!r}; use one of {', '.join(POOLS)}")
+    if dim % heads:
+        raise SelfSupError(f"model width {dim} is not divisible by {heads} heads; choose dim and heads so it is")
 
 
-class TransformerBlock(nn.Module):
-    """Pre-LN self-attention + GELU feed-forward, each with a residual connection."""
+def bert_config(vocab_size: int, seq_len: int, dim: int = 64, layers: int = 2, heads: int = 4,
+                ffn_dim: int = 256, dropout: float = 0.0):
+    from transformers import BertConfig
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float):
-        super().__init__()
-        if dim % heads:
-            raise SelfSupError(f"model width {dim} is not divisible by {heads} heads")
-        self.heads, self.dropout = heads, dropout
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv, self.out = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-        self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Linear(ffn_dim, dim), nn.Dropout(dropout))
+    return BertConfig(vocab_size=vocab_size, hidden_size=dim, num_hidden_layers=layers, num_attention_heads=heads,
+                      intermediate_size=ffn_dim, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                      max_position_embeddings=seq_len, type_vocab_size=2, pad_token_id=PAD_ID)
 
-    def forward(self, h: Tensor, allowed: Tensor) -> Tensor:
-        """`allowed` (N, 1, L, L) bool: query i may attend to key j."""
-        n, length, dim = h.shape
-        q, k, v = self.qkv(self.norm1(h)).view(n, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
-                                                  dropout_p=self.dropout if self.training else 0.0)
-        h = h + F.dropout(self.out(attended.transpose(1, 2).reshape(n, length, dim)), self.dropout, self.training)
-        return h + self.ffn(self.norm2(h))
+
+def gpt2_config(vocab_size: int, seq_len: int, dim: int = 64, layers: int = 2, heads: int = 4,
+                ffn_dim: int = 256, dropout: float = 0.0):
+    from transformers import GPT2Config
+
+    return GPT2Config(vocab_size=vocab_size, n_embd=dim, n_layer=layers, n_head=heads, n_inner=ffn_dim,
+                      n_positions=seq_len, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout,
+                      bos_token_id=CLS_ID, eos_token_id=SEP_ID, pad_token_id=PAD_ID)
 
 
 class TextTransformer(BlockEncoder):
-    """Embeddings and Transformer blocks; `causal=True` makes it a decoder (no looking ahead)."""
+    """A Hugging Face BERT (`causal=False`) or GPT-2 (`causal=True`) body with selfsup's block/pool interface."""
 
     def __init__(self, vocab_size: int, seq_len: int, dim: int = 64, layers: int = 2, heads: int = 4,
                  ffn_dim: int = 256, dropout: float = 0.0, causal: bool = False, pool: str = "cls"):
         super().__init__()
-        if pool not in POOLS:
-            raise SelfSupError(f"unknown text pooling {pool!r}; use one of {', '.join(POOLS)}")
+        _check_sizes(dim, heads, pool)
+        from transformers import BertModel, GPT2Model
+
         self.causal, self.pool_mode, self.dim = causal, pool, dim
         self.input_shape = (seq_len,)
-        self.blocks = nn.ModuleDict({"embed": Embeddings(vocab_size, dim, seq_len, dropout)})
-        for i in range(layers):
-            self.blocks[f"layer{i + 1}"] = TransformerBlock(dim, heads, ffn_dim, dropout)
-        self.norm = nn.LayerNorm(dim)  # final LayerNorm of pre-LN stacks
+        sizes = dict(dim=dim, layers=layers, heads=heads, ffn_dim=ffn_dim, dropout=dropout)
+        if causal:
+            self.model = GPT2Model(gpt2_config(vocab_size, seq_len, **sizes))
+            embed, stack = self.model.wte, self.model.h
+        else:
+            self.model = BertModel(bert_config(vocab_size, seq_len, **sizes), add_pooling_layer=False)
+            embed, stack = self.model.embeddings, self.model.encoder.layer
+        # Views for freezing and `upto`: a plain dict, so the parameters are registered once (under `model`).
+        blocks = {"embed": embed} | {f"layer{i + 1}": layer for i, layer in enumerate(stack)}
+        if causal:  # GPT-2's embeddings are two modules, both frozen with "embed"
+            blocks["embed"] = nn.ModuleList([self.model.wte, self.model.wpe])
+        object.__setattr__(self, "blocks", blocks)
 
-    def attention_allowed(self, attention_mask: Tensor) -> Tensor:
-        """(N, 1, L, L) bool: keys must be real tokens, and for a decoder not after the query."""
-        allowed = attention_mask[:, None, None, :].bool()
-        if self.causal:
-            length = attention_mask.shape[1]
-            allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=attention_mask.device).tril()
-        # A padded query row would see no key in a left-padded decoder; let every query see itself.
-        # (A float eye cast to bool: onnxruntime has no boolean EyeLike, and exports should run there.)
-        return allowed | torch.eye(attention_mask.shape[1], device=attention_mask.device).bool()
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        """The token embedding table that the LM heads tie their output layer to."""
+        return self.model.get_input_embeddings()
 
-    def hidden_states(self, x: dict[str, Tensor], upto: str | None = None) -> Tensor:
-        """Per-token states (N, L, D) after block `upto` (default: all blocks, then the final norm)."""
-        self.check_block(upto)
+    @property
+    def token_type_embedding(self) -> nn.Embedding | None:
+        """BERT's segment embedding (None for the decoder, which has none)."""
+        return None if self.causal else self.model.embeddings.token_type_embeddings
+
+    def model_inputs(self, x: dict[str, Tensor]) -> dict[str, Tensor]:
         input_ids = x["input_ids"]
         mask = x.get("attention_mask")
-        mask = input_ids != 0 if mask is None else mask.bool()
-        allowed = self.attention_allowed(mask)
-        h = self.blocks["embed"](input_ids, x.get("token_type_ids"))
-        for name, block in self.blocks.items():
-            if name != "embed":
-                h = block(h, allowed)
-            if name == upto:
-                return h
-        return self.norm(h)
+        mask = input_ids != PAD_ID if mask is None else mask
+        inputs = {"input_ids": input_ids, "attention_mask": mask.long()}
+        if not self.causal and x.get("token_type_ids") is not None:
+            inputs["token_type_ids"] = x["token_type_ids"]
+        return inputs
+
+    def hidden_states(self, x: dict[str, Tensor], upto: str | None = None) -> Tensor:
+        """Per-token states (N, L, D) after block `upto` (default: the model's last hidden state)."""
+        self.check_block(upto)
+        if upto is None:
+            return self.model(**self.model_inputs(x)).last_hidden_state
+        out = self.model(**self.model_inputs(x), output_hidden_states=True)
+        return out.hidden_states[list(self.blocks).index(upto)]  # [0] is the embedding output
 
     def pool_states(self, h: Tensor, attention_mask: Tensor, pool: str | None = None) -> Tensor:
         pool = pool or self.pool_mode
@@ -118,7 +118,7 @@ class TextTransformer(BlockEncoder):
     def forward(self, x: dict[str, Tensor], upto: str | None = None, pool: str | None = None) -> Tensor:
         h = self.hidden_states(x, upto)
         mask = x.get("attention_mask")
-        return self.pool_states(h, x["input_ids"] != 0 if mask is None else mask, pool)
+        return self.pool_states(h, x["input_ids"] != PAD_ID if mask is None else mask, pool)
 
     def feature_dim(self, upto: str | None = None) -> int:
         self.check_block(upto)
@@ -127,13 +127,13 @@ class TextTransformer(BlockEncoder):
 
 @ENCODERS.register("text_encoder")
 def text_encoder(vocab_size: int, seq_len: int, pool: str = "cls", **kwargs) -> TextTransformer:
-    """Bidirectional encoder; features are the [CLS] vector by default ("mean" pools non-pad tokens)."""
+    """Bidirectional encoder (small BERT); features are the [CLS] vector by default ("mean" pools non-pad tokens)."""
     return TextTransformer(vocab_size, seq_len, causal=False, pool=pool, **kwargs)
 
 
 @ENCODERS.register("text_decoder")
 def text_decoder(vocab_size: int, seq_len: int, pool: str = "mean", **kwargs) -> TextTransformer:
-    """Causal decoder; [CLS] sees only itself under the causal mask, so features default to the mean."""
+    """Causal decoder (small GPT-2); [CLS] sees only itself under the causal mask, so features default to the mean."""
     return TextTransformer(vocab_size, seq_len, causal=True, pool=pool, **kwargs)
 
 

@@ -34,7 +34,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 4000, lowercase: boo
     tokenizer.decoder = decoders.WordPiece(prefix="##")
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
                                         show_progress=False)
-    tokenizer.train_from_iterator(list(texts), trainer=trainer)
+    tokenizer.train_from_iterator(texts, trainer=trainer)  # any iterable: a streamed corpus is never a list
     canonical_ids(tokenizer)
     check_special_ids(tokenizer)
     return tokenizer
@@ -136,3 +136,20 @@ def tokenizer_from_json(text: str) -> "Tokenizer":
     tokenizer = Tokenizer.from_str(text)
     check_special_ids(tokenizer)
     return tokenizer
+
+
+def hf_tokenizer(tokenizer: "Tokenizer", seq_len: int):
+    """The run's tokenizer as a `transformers.PreTrainedTokenizerFast` that builds the encoder's input as the
+    run's data does: "[CLS] subwords [SEP]" (pairs "[CLS] A [SEP] B [SEP]", B with token type 1), truncated
+    and padded with [PAD] on the right to `seq_len`. `save_pretrained(dir)` writes what
+    `transformers.AutoTokenizer.from_pretrained(dir)` loads."""
+    from tokenizers import Tokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+
+    wrapped = Tokenizer.from_str(tokenizer.to_str())  # a copy: the run's own tokenizer adds no specials
+    wrapped.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)])
+    return PreTrainedTokenizerFast(tokenizer_object=wrapped, model_max_length=seq_len, padding_side="right",
+                                   truncation_side="right", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", unk_token="[UNK]")

@@ -101,7 +101,7 @@ class MaskedSentencePairMethod(SentencePairMethod):
 
     def __init__(self, config: MaskedLMConfig, spec: DataSpec):
         super().__init__(config, spec)
-        self.mlm_head = MLMHead(self.encoder.dim, self.encoder.blocks["embed"].token)
+        self.mlm_head = MLMHead(self.encoder.dim, self.encoder.token_embedding)
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
         pairs, pair_labels = self.make_pairs(batch)
