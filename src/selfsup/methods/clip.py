@@ -88,7 +88,8 @@ class CLIP(Method):
         self.encoder = self.configured_encoder()
         self.text_encoder = build_text_encoder(config.text_encoder, spec.vocab_size, spec.seq_len,
                                                pool=config.text_pool, **config.text_kwargs)
-        self.text_encoder.blocks["embed"].token_type.requires_grad_(False)  # captions are one segment: unused
+        if self.text_encoder.token_type_embedding is not None:  # a BERT text encoder: captions are one segment
+            self.text_encoder.token_type_embedding.requires_grad_(False)
         self.image_projection = nn.Linear(self.encoder.feature_dim(), config.embed_dim, bias=False)
         self.text_projection = nn.Linear(self.text_encoder.feature_dim(), config.embed_dim, bias=False)
         self.logit_scale = nn.Parameter(torch.tensor(float(config.init_logit_scale)))
