@@ -10,7 +10,6 @@ import torch
 import selfsup.api as api
 from selfsup.cli import main
 from selfsup.errors import SelfSupError
-from selfsup.evaluate.features import FeatureCache, data_fingerprint, extract_features
 from selfsup.report import make_index, make_report
 from selfsup.report.build import label_efficiency_sections
 from browser import Browser, find_browser, missing_link_targets
@@ -74,22 +73,6 @@ def test_index_compares_every_run_in_one_table_and_links_only_existing_reports(t
 def test_index_of_a_folder_without_runs_says_what_to_name(tmp_path):
     with pytest.raises(SelfSupError, match="holds no run folders"):
         make_index(tmp_path)
-
-
-def test_feature_cache_computes_once_and_keys_on_weights_and_data(tmp_path):
-    data = synthetic_images(40)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 3))
-    calls = []
-    extract = lambda m, d: calls.append(len(d)) or m(d.images.float())
-    cache = FeatureCache(tmp_path)
-    first = cache.get(net, data, extract)
-    assert torch.equal(FeatureCache(tmp_path).get(net, data, extract), first) and calls == [40]  # read from disk
-    FeatureCache(tmp_path).get(net, data.subset(torch.arange(20)), extract)  # other data: computed
-    with torch.no_grad():
-        net[1].bias += 1  # other weights: computed
-    FeatureCache(tmp_path).get(net, data, extract)
-    assert calls == [40, 20, 40] and len(list(tmp_path.glob("*.safetensors"))) == 3
-    assert data_fingerprint(data) == data_fingerprint(synthetic_images(40)) != data_fingerprint(synthetic_images(40, seed=1))
 
 
 @pytest.fixture(scope="module")

@@ -147,15 +147,20 @@ def label_sweep(method: Method, train: DataSource, test: DataSource,
 
     `done(budget, seed)` returns the rows of a draw finished earlier (a resumed evaluation) or None;
     `on_draw` reports progress (see `sweep`). Features are extracted once, for every budget, seed and
-    protocol, and only when a draw is left to run; `cache` keeps them on disk across evaluations.
+    protocol, only when a draw is left to run, and only of the items some draw labels (10 labels per class
+    of a 60,000-item pool need 100 items' features, not 60,000); `cache` keeps them on disk across evaluations.
     """
     protocols, budgets, seeds = check_protocols(protocols), list(budgets), list(seeds)
     features = {}
     features_needed = done is None or not all(done(b, s) for b in budgets for s in seeds)
+    used = torch.unique(torch.cat([draw_budget(train.labels, b, s) for b in budgets for s in seeds]))  # sorted
+    row_of = torch.full((len(train),), -1, dtype=torch.long)
+    row_of[used] = torch.arange(len(used))  # item of train -> its row in the features of `labeled`
+    labeled = train if len(used) == len(train) else train.subset(used)
     if features_needed and FEATURE_PROTOCOLS & set(protocols):
-        features["method"] = (frozen_features(method, train, upto, cache), frozen_features(method, test, upto, cache))
+        features["method"] = (frozen_features(method, labeled, upto, cache), frozen_features(method, test, upto, cache))
     if features_needed and "random_init" in protocols:
-        features["random_init"] = random_init_features(method, train, test, upto=upto, cache=cache)
+        features["random_init"] = random_init_features(method, labeled, test, upto=upto, cache=cache)
 
     def resumed(budget: int | None, seed: int) -> tuple[list[dict], dict | None] | None:
         rows = done(budget, seed) if done is not None else None
@@ -165,7 +170,7 @@ def label_sweep(method: Method, train: DataSource, test: DataSource,
 
     def evaluate_draw(budget: int | None, seed: int, chosen: dict | None) -> tuple[list[dict], dict | None]:
         index = draw_budget(train.labels, budget, seed)
-        drawn = {name: (x[index], xt) for name, (x, xt) in features.items()}
+        drawn = {name: (x[row_of[index]], xt) for name, (x, xt) in features.items()}
         accs, choices = evaluate_protocols(method, train.subset(index), test, protocols, upto, freeze_upto, seed,
                                            drawn, finetune_kwargs, tune, chosen)
         params = {name: c["params"] for name, c in choices.items()}

@@ -45,12 +45,14 @@ def page(title: str, body: list[str]) -> str:
 
 
 def default_projection() -> str:
-    """"umap" when umap-learn imports, otherwise "tsne" (scikit-learn)."""
-    try:
-        import umap  # noqa: F401
-        return "umap"
-    except Exception:  # not installed, or numba broken on this machine
-        return "tsne"
+    """"umap" when umap-learn imports, else "tsne" when scikit-learn does, else "none" (the PCA alone)."""
+    for name, module in (("umap", "umap"), ("tsne", "sklearn.manifold")):
+        try:
+            __import__(module)
+            return name
+        except Exception:  # not installed, or (umap) numba broken on this machine
+            continue
+    return "none"
 
 
 # --- evaluations -------------------------------------------------------------------------------------
