@@ -2,6 +2,7 @@
 keyed by the encoder's weights and the data's bytes."""
 import importlib
 
+import pytest
 import torch
 
 from selfsup.evaluate.features import FeatureCache, data_fingerprint, extract_features
@@ -46,3 +47,13 @@ def test_sweep_extracts_features_once_and_only_of_drawn_items_with_the_same_accu
         assert accs[row["protocol"]] == row["acc"]
     sizes.clear()
     assert budgets.label_sweep(method, train, test, **ask, cache=FeatureCache(tmp_path)) == rows and sizes == []
+
+
+def test_a_folder_that_cannot_be_written_warns_and_the_features_are_still_returned(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the cache folder should be: mkdir fails
+    data, net = synthetic_images(8), torch.nn.Flatten()
+    cache = FeatureCache(blocker / "features")
+    with pytest.warns(UserWarning, match="frozen features not kept"):
+        features = cache.get(net, data, lambda m, d: m(d.images.float()))
+    assert features.shape == (8, 784) and cache.folder is None

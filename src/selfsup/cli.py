@@ -81,6 +81,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     for row in out["summary"]:
         spread = f"± {100 * row['std']:.2f}" if row["n"] > 1 else "(1 seed)"
         print(f"{row['protocol']:20s} {row['labels_per_class']!s:>12} {100 * row['mean']:>10.2f} % {spread}")
+    cache = out.get("feature_cache", {})
+    if cache.get("hits"):
+        print(f"frozen features: {cache['hits']} set(s) read from {Path(args.run) / 'features'}, "
+              f"{cache['misses']} extracted")
     if out["out"]:
         resumed = f" (resumed: {out['resumed_rows']} rows were already written)" if out["resumed_rows"] else ""
         print(f"written {out['out']}{resumed}")

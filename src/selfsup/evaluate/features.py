@@ -8,6 +8,7 @@ the layer read, so that a resumed or extended evaluation and the run's report do
 from __future__ import annotations
 
 import hashlib
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from selfsup.data.base import DataSource
+from selfsup.errors import SelfSupError
 from selfsup.methods.base import Method
 from selfsup.utils import atomic_write, move_to
 
@@ -97,5 +99,9 @@ class FeatureCache:
                 pass
         self.misses += 1
         features = extract(method, data)
-        atomic_write(path, lambda tmp: save_file({"features": features.contiguous()}, tmp))
+        try:
+            atomic_write(path, lambda tmp: save_file({"features": features.contiguous()}, tmp))
+        except (OSError, SelfSupError) as e:  # a read-only run or a full disk: go on without keeping them
+            warnings.warn(f"frozen features not kept in {self.folder} ({e}); later evaluations extract them again")
+            self.folder = None
         return features
