@@ -144,7 +144,7 @@ def plot_label_efficiency(summary: list[dict], path: Path, title: str) -> bool:
     plt = _plt()
     budgets = sorted({s["labels_per_class"] for s in summary}, key=budget_order)
     x_of = {b: i for i, b in enumerate(budgets)}
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(10, 4.6))
     for protocol in dict.fromkeys(s["protocol"] for s in summary):
         points = sorted((s for s in summary if s["protocol"] == protocol), key=lambda s: budget_order(s["labels_per_class"]))
         n = sorted({s["n"] for s in points})
@@ -159,7 +159,7 @@ def plot_label_efficiency(summary: list[dict], path: Path, title: str) -> bool:
     ax.tick_params(labelsize=11)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=12)
-    ax.legend(fontsize=10, loc="best")
+    ax.legend(fontsize=10, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the plot, never over a line
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
