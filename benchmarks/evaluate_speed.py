@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ def before(run: Path, budgets: list[int], seeds: list[int]) -> tuple[float, dict
     splits = api.run_data(data, run, method.modality, method.spec)
     held = api.evaluation_split(splits, data, api.RunFolder(run))
     train, test = held.rest, held.test
-    clock = Clock()
+    start = time.perf_counter()
     features = {"method": (extract_features(method, train), extract_features(method, test)),
                 "random_init": random_init_features(method, train, test)}
     accs = {}
@@ -55,27 +54,13 @@ def before(run: Path, budgets: list[int], seeds: list[int]) -> tuple[float, dict
                                                  features=drawn, fixed=chosen)
             chosen = chosen or {name: c["params"] for name, c in choices.items()}
             accs |= {f"{name} {budget}/{seed}": acc for name, acc in result.items()}
-    return clock.read(), {"pool": len(train), "test": len(test), "accs": accs}
+    return time.perf_counter() - start, {"pool": len(train), "test": len(test), "accs": accs}
 
 
-class Clock:
-    """Wall-clock and CPU seconds (this process, all threads) since it was made: under load, CPU time is
-    the steadier of the two."""
-
-    def __init__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-
-    def read(self) -> dict:
-        return {"wall": time.perf_counter() - self.wall, "cpu": time.process_time() - self.cpu}
-
-
-def after(run: Path, budgets: list[int], seeds: list[int], out: Path, cold: bool) -> tuple[dict, dict]:
-    if cold:
-        shutil.rmtree(run / api.FEATURES_FOLDER, ignore_errors=True)
-    out.unlink(missing_ok=True)
-    clock = Clock()
+def after(run: Path, budgets: list[int], seeds: list[int], out: Path) -> tuple[float, dict]:
+    start = time.perf_counter()
     result = api.evaluate(run, protocols=PROTOCOLS, labels_per_class=budgets, seeds=seeds, out=out)
-    seconds = clock.read()
+    seconds = time.perf_counter() - start
     accs = {f"{r['protocol']} {r['labels_per_class']}/{r['seed']}": r["acc"] for r in result["rows"]}
     return seconds, {"accs": accs, "feature_cache": result["feature_cache"]}
 
@@ -86,7 +71,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pool-size", type=int, default=1000, help="pretraining pool (the run is 1 epoch)")
     parser.add_argument("--budgets", type=int, nargs="+", default=[10])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--repeats", type=int, default=2, help="each path this many times; the best is reported")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
@@ -94,37 +78,30 @@ def main(argv: list[str] | None = None) -> dict:
         run = Path(tmp) / "run"
         api.pretrain("rotation", args.data, epochs=1, pool_size=args.pool_size, run_dir=run,
                      train={"knn_every": 0, "progress_bar": False})
-        times: dict[str, list[dict]] = {"before": [], "after_cold": [], "after_warm": []}
-        for _ in range(args.repeats):  # interleaved, so that a burst of load hits every path alike
-            t, b = before(run, args.budgets, args.seeds)
-            times["before"].append(t)
-            t, cold = after(run, args.budgets, args.seeds, Path(tmp) / "eval.json", cold=True)
-            times["after_cold"].append(t)
-            t, warm = after(run, args.budgets, args.seeds, Path(tmp) / "eval.json", cold=False)
-            times["after_warm"].append(t)
+        t_before, b = before(run, args.budgets, args.seeds)
+        t_cold, cold = after(run, args.budgets, args.seeds, Path(tmp) / "cold.json")
+        t_warm, warm = after(run, args.budgets, args.seeds, Path(tmp) / "warm.json")  # same run: features on disk
     assert b["accs"] == cold["accs"] == warm["accs"], "the three paths disagree on an accuracy"
-    best = {path: {kind: min(t[kind] for t in ts) for kind in ("wall", "cpu")} for path, ts in times.items()}
     report = {"data": args.data, "pool": b["pool"], "test": b["test"], "budgets": args.budgets, "seeds": args.seeds,
-              "protocols": PROTOCOLS, "repeats": args.repeats, "seconds": times, "best": best,
+              "protocols": PROTOCOLS, "seconds": {"before": t_before, "after_cold": t_cold, "after_warm": t_warm},
               "feature_cache": {"cold": cold["feature_cache"], "warm": warm["feature_cache"]},
               "same_accuracies": True, "load_average": {"before": load_before, "after": os.getloadavg()},
               "machine": platform.platform(), "threads": torch.get_num_threads(), "torch": torch.__version__,
               "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     out = Path(args.out)
     atomic_write_text(out / "evaluate_speed.json", json.dumps(report, indent=2) + "\n")
-    s = {path: f"{t['wall']:.1f} | {t['cpu']:.1f}" for path, t in best.items()}
+    s = report["seconds"]
     lines = [f"Evaluation of a 1-epoch rotation run on {args.data}: protocols {', '.join(PROTOCOLS)}, "
              f"{args.budgets} labels per class x seeds {args.seeds}; label pool {b['pool']} items, test set "
-             f"{b['test']}. Best of {args.repeats} interleaved repeats. Load average before {load_before[0]:.1f} and "
-             f"after {os.getloadavg()[0]:.1f} on {torch.get_num_threads()} threads: other work shared the machine, "
-             "so wall seconds are noisy; CPU seconds (this process) are steadier. The three paths gave the same "
-             "accuracies. Made by `python benchmarks/evaluate_speed.py`.",
-             "", "| path | wall s | CPU s | feature sets extracted / read from RUN/features |", "|---|---|---|---|",
-             f"| before: whole pool and test set, both encoders, every call | {s['before']} | 4 "
+             f"{b['test']}. Load average before {load_before[0]:.1f} and after {os.getloadavg()[0]:.1f} on "
+             f"{torch.get_num_threads()} threads: other work shared the machine, so read the ratios, not the "
+             "seconds. The three paths gave the same accuracies. Made by `python benchmarks/evaluate_speed.py`.",
+             "", "| path | seconds | features extracted / read from RUN/features |", "|---|---|---|",
+             f"| before: whole pool and test set, both encoders, every call | {s['before']:.1f} | 4 sets "
              f"({2 * (b['pool'] + b['test'])} items) / 0 |",
-             f"| after, first evaluation: only drawn items, kept on disk | {s['after_cold']} | "
+             f"| after, first evaluation: only drawn items, kept on disk | {s['after_cold']:.1f} | "
              f"{cold['feature_cache']['misses']} / {cold['feature_cache']['hits']} |",
-             f"| after, a second evaluation of the run | {s['after_warm']} | "
+             f"| after, a second evaluation of the run | {s['after_warm']:.1f} | "
              f"{warm['feature_cache']['misses']} / {warm['feature_cache']['hits']} |"]
     atomic_write_text(out / "evaluate_speed.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
