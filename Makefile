@@ -9,13 +9,16 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # 30 colour photographs among these wallpaper packages (data/photos.py), and the colour emoji font with
 # Unicode's emoji table (the image-caption pairs of data/pairs.py)
 DEBIAN_DATA := dataset-fashion-mnist dict-gcide fonts-noto-color-emoji fortunes fortunes-min lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 mate-backgrounds unicode-data
+# Headless Chromium: tests/test_report_pages.py opens the HTML reports in a real browser (skipped without it)
+DEBIAN_TOOLS := chromium
+SYSTEM_DEPS := $(DEBIAN_DATA) $(DEBIAN_TOOLS)
 
 .PHONY: demo test bench system-deps venv clean-venv gpu-wheels
 
 system-deps:
-	@dpkg -s $(DEBIAN_DATA) >/dev/null 2>&1 || { \
-		echo "installing Debian data packages: $(DEBIAN_DATA)"; \
-		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(DEBIAN_DATA); }
+	@dpkg -s $(SYSTEM_DEPS) >/dev/null 2>&1 || { \
+		echo "installing Debian packages: $(SYSTEM_DEPS)"; \
+		$(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $(SYSTEM_DEPS); }
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)

@@ -381,6 +381,9 @@ def supervised_row(method: Method) -> str:
             f"parameters) trained from random init on the same labels")
 
 
+FEATURES_FOLDER = "features"  # RUN/features/: frozen features kept by evaluate and report (evaluate.features)
+
+
 def default_out(run: RunFolder | None, settings: dict) -> Path | None:
     """Where a run's evaluation is written when no --out is given: RUN/evaluations/DATA-SETTINGS.json."""
     if run is None:
@@ -393,7 +396,7 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
              labels_per_class: Iterable[int] | None = (100,), label_fraction: float | None = None,
              seeds: Iterable[int] = (0,), upto: str | None = None, freeze_upto: str | None = None,
              finetune_kwargs: dict | None = None, out: str | Path | None = None,
-             progress: Callable[[str], None] | None = None) -> dict:
+             progress: Callable[[str], None] | None = None, cache_features: bool = True) -> dict:
     """Evaluate a method (or a run folder) on dataset `data` with the given protocols and label budgets.
 
     `data` None is the run's own pretraining data (images or text). Labels are drawn, stratified and
@@ -404,7 +407,9 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
 
     Every finished draw (budget, seed) is written to `out` (default RUN/evaluations/...json for a run
     folder), and a second call with the same settings resumes from the rows written there. `progress`
-    receives one line per draw started and finished.
+    receives one line per draw started and finished. The frozen features of the label pool and the test
+    set are computed once for all protocols, budgets and seeds, and kept in RUN/features/ (unless
+    `cache_features` is False) for later evaluations and the report.
     """
     check_budgets(labels_per_class, label_fraction, seeds)
     run_dir = None
@@ -451,13 +456,16 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
         log.add(rows)
         say(f"{where} " + ", ".join(f"{r['protocol']} {100 * r['acc']:.2f}%" for r in rows))
 
+    from selfsup.evaluate.features import FeatureCache
+    cache = FeatureCache(run.path / FEATURES_FOLDER if run is not None and cache_features else None)
     if method.modality == "text":
         from selfsup.evaluate.text import text_label_sweep
         rows = text_label_sweep(method, train, test, budgets, seeds, protocols=protocols,
-                                finetune_kwargs=finetune_kwargs, done=log.done, on_draw=on_draw)
+                                finetune_kwargs=finetune_kwargs, done=log.done, on_draw=on_draw, cache=cache)
     else:
         rows = label_sweep(method, train, test, budgets, seeds, protocols, upto, freeze_upto, finetune_kwargs,
-                           done=log.done, on_draw=on_draw)
+                           done=log.done, on_draw=on_draw, cache=cache)
+    about["feature_cache"] = {"hits": cache.hits, "misses": cache.misses}
     result = {"rows": rows, "summary": summarize(rows)} | about
     from selfsup.evaluate.zero_shot import is_language_image, language_image_evaluation
     if is_language_image(method) and getattr(test, "captions", None) is not None:

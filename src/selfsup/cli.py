@@ -89,6 +89,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         r = li["retrieval"]
         print(f"retrieval on {r['n']} held-out pairs: " + ", ".join(
             f"{k} {100 * v:.1f} %" for k, v in r.items() if k != "n"))
+    cache = out.get("feature_cache", {})
+    if cache.get("hits"):
+        print(f"frozen features: {cache['hits']} set(s) read from {Path(args.run) / 'features'}, "
+              f"{cache['misses']} extracted")
     if out["out"]:
         resumed = f" (resumed: {out['resumed_rows']} rows were already written)" if out["resumed_rows"] else ""
         print(f"written {out['out']}{resumed}")
@@ -109,8 +113,12 @@ def cmd_embed(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from selfsup.report import make_report
-    print(f"report: {make_report(args.run)}")
+    from selfsup.report import make_index, make_report
+    path = Path(args.run)
+    if path.is_dir() and not (path / "config.json").exists() and any(p.is_dir() for p in path.iterdir()):
+        print(f"index: {make_index(path)}")  # a folder of runs
+    else:
+        print(f"report: {make_report(args.run, projection=args.projection)}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -213,8 +221,11 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--batch-size", type=int, default=256)
     em.set_defaults(func=cmd_embed)
 
-    rp = sub.add_parser("report", help="write RUN/report.html with the run's plots")
-    rp.add_argument("run")
+    rp = sub.add_parser("report", help="write RUN/report.html with the run's plots, or RUNS/index.html comparing "
+                        "every run in a folder")
+    rp.add_argument("run", help="a run folder, or a folder of run folders (e.g. runs/)")
+    rp.add_argument("--projection", choices=["umap", "tsne", "none"],
+                    help="the embedding beside the PCA (default: umap when umap-learn works, else tsne)")
     rp.set_defaults(func=cmd_report)
 
     dm = sub.add_parser("demo", help="the RotNet experiment: self-supervised vs supervised with 1,000 labels")

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from selfsup.data.base import DataSource
 from selfsup.errors import unknown_name
-from selfsup.evaluate.features import extract_features
+from selfsup.evaluate.features import FeatureCache, extract_features
 from selfsup.evaluate.finetune import finetune, fresh_copy, supervised_baseline
 from selfsup.evaluate.knn import knn_classify
 from selfsup.evaluate.linear import linear_probe
@@ -118,10 +118,18 @@ def check_protocols(protocols: Iterable[str]) -> list[str]:
 
 
 def random_init_features(method: Method, *parts: DataSource, upto: str | None = None,
-                         seed: int = 0) -> tuple[Tensor, ...]:
+                         seed: int = 0, cache: FeatureCache | None = None) -> tuple[Tensor, ...]:
     """Features of each data part from the same architecture with fresh random weights (never trained)."""
     untrained = fresh_copy(method, seed).to(next(method.parameters()).device).eval()
-    return tuple(extract_features(untrained, part, upto) for part in parts)
+    return tuple(frozen_features(untrained, part, upto, cache) for part in parts)
+
+
+def frozen_features(method: Method, data: DataSource, upto: str | None = None,
+                    cache: FeatureCache | None = None) -> Tensor:
+    """`extract_features(method, data, upto)`, read from `cache` when it holds them (and kept there)."""
+    if cache is None:
+        return extract_features(method, data, upto)
+    return cache.get(method, data, lambda m, d: extract_features(m, d, upto), tag=f"features upto={upto}")
 
 
 def label_sweep(method: Method, train: DataSource, test: DataSource,
@@ -129,7 +137,7 @@ def label_sweep(method: Method, train: DataSource, test: DataSource,
                 protocols: Iterable[str] = PROTOCOLS, upto: str | None = None,
                 freeze_upto: str | None = None, finetune_kwargs: dict | None = None, tune: bool = True,
                 tune_every_draw: bool = False, done: Callable | None = None,
-                on_draw: Callable | None = None) -> list[dict]:
+                on_draw: Callable | None = None, cache: FeatureCache | None = None) -> list[dict]:
     """One row per (budget, seed, protocol): {"labels_per_class", "seed", "protocol", "acc", "params"}.
 
     A budget of None uses every label of `train` (reported as "all"); its seeds differ in training only.
@@ -139,15 +147,20 @@ def label_sweep(method: Method, train: DataSource, test: DataSource,
 
     `done(budget, seed)` returns the rows of a draw finished earlier (a resumed evaluation) or None;
     `on_draw` reports progress (see `sweep`). Features are extracted once, for every budget, seed and
-    protocol, and only when a draw is left to run.
+    protocol, only when a draw is left to run, and only of the items some draw labels (10 labels per class
+    of a 60,000-item pool need 100 items' features, not 60,000); `cache` keeps them on disk across evaluations.
     """
     protocols, budgets, seeds = check_protocols(protocols), list(budgets), list(seeds)
     features = {}
     features_needed = done is None or not all(done(b, s) for b in budgets for s in seeds)
+    used = torch.unique(torch.cat([draw_budget(train.labels, b, s) for b in budgets for s in seeds]))  # sorted
+    row_of = torch.full((len(train),), -1, dtype=torch.long)
+    row_of[used] = torch.arange(len(used))  # item of train -> its row in the features of `labeled`
+    labeled = train if len(used) == len(train) else train.subset(used)
     if features_needed and FEATURE_PROTOCOLS & set(protocols):
-        features["method"] = (extract_features(method, train, upto), extract_features(method, test, upto))
+        features["method"] = (frozen_features(method, labeled, upto, cache), frozen_features(method, test, upto, cache))
     if features_needed and "random_init" in protocols:
-        features["random_init"] = random_init_features(method, train, test, upto=upto)
+        features["random_init"] = random_init_features(method, labeled, test, upto=upto, cache=cache)
 
     def resumed(budget: int | None, seed: int) -> tuple[list[dict], dict | None] | None:
         rows = done(budget, seed) if done is not None else None
@@ -157,7 +170,7 @@ def label_sweep(method: Method, train: DataSource, test: DataSource,
 
     def evaluate_draw(budget: int | None, seed: int, chosen: dict | None) -> tuple[list[dict], dict | None]:
         index = draw_budget(train.labels, budget, seed)
-        drawn = {name: (x[index], xt) for name, (x, xt) in features.items()}
+        drawn = {name: (x[row_of[index]], xt) for name, (x, xt) in features.items()}
         accs, choices = evaluate_protocols(method, train.subset(index), test, protocols, upto, freeze_upto, seed,
                                            drawn, finetune_kwargs, tune, chosen)
         params = {name: c["params"] for name, c in choices.items()}

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from selfsup.data.base import DataSource
+from selfsup.evaluate.features import FeatureCache
 from selfsup.evaluate.finetune import finetune, supervised_baseline
 from selfsup.evaluate.linear import linear_probe
 from selfsup.evaluate.sweep import budget_rows, draw_budget, summarize, sweep
@@ -112,19 +113,22 @@ def text_label_sweep(method: Method, train: DataSource, test: DataSource,
                      pools: Iterable[str] = ("cls", "mean"),
                      protocols: Iterable[str] = TEXT_PROTOCOLS,
                      finetune_kwargs: dict | None = None, done: Callable | None = None,
-                     on_draw: Callable | None = None) -> list[dict]:
+                     on_draw: Callable | None = None, cache: FeatureCache | None = None) -> list[dict]:
     """One row per (budget, seed, protocol): {"labels_per_class", "seed", "protocol", "acc"}.
 
     Protocols: "linear" (one row per pool, named "linear_<pool>"), "finetune" (whole encoder), and the
     baselines "scratch" (same Transformer, random init) and "bow" (TF-IDF logistic regression). Nothing
     is tuned here, so no draw hands hyperparameters to the next. `done(budget, seed)` returns the rows of a
     draw finished earlier (a resumed evaluation) or None; `on_draw` reports progress (see `sweep`).
+    The frozen features of each pool are computed once for every budget and seed (and kept in `cache`).
     """
     finetune_kwargs = dict(FINETUNE_STEPS, **(finetune_kwargs or {}))
     protocols, pools = list(protocols), list(pools)
     features = {}
     if "linear" in protocols:
-        features = {p: (text_features(method, train, p), text_features(method, test, p)) for p in pools}
+        cache = cache or FeatureCache(None)
+        pooled = lambda data, pool: cache.get(method, data, lambda m, d: text_features(m, d, pool), f"text pool={pool}")
+        features = {p: (pooled(train, p), pooled(test, p)) for p in pools}
 
     def evaluate_draw(budget: int | None, seed: int, chosen: None) -> tuple[list[dict], None]:
         index = draw_budget(train.labels, budget, seed)

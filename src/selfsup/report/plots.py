@@ -160,3 +160,104 @@ def plot_confusion(matrix: list[list[int]], classes: list[str], path: Path, titl
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# --- evaluation and comparison pictures --------------------------------------------------------------
+BASELINES = ("supervised", "scratch", "random_init_linear", "random_init_knn", "bow")  # not the encoder
+
+
+def budget_order(value) -> float:
+    """Labels per class as a number for the x axis ("all" after every count)."""
+    return float("inf") if value == "all" else float(value)
+
+
+def plot_label_efficiency(summary: list[dict], path: Path, title: str) -> bool:
+    """Accuracy against labels per class, one line per protocol with error bars of ± one sample std over
+    seeds; the encoder's protocols solid, the baselines (supervised, random init, bag of words) dashed.
+    "all" labels is drawn one step right of the largest budget. Returns False when there is nothing to draw."""
+    if not summary:
+        return False
+    plt = _plt()
+    budgets = sorted({s["labels_per_class"] for s in summary}, key=budget_order)
+    x_of = {b: i for i, b in enumerate(budgets)}
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    for protocol in dict.fromkeys(s["protocol"] for s in summary):
+        points = sorted((s for s in summary if s["protocol"] == protocol), key=lambda s: budget_order(s["labels_per_class"]))
+        n = sorted({s["n"] for s in points})
+        baseline = protocol in BASELINES
+        ax.errorbar([x_of[s["labels_per_class"]] for s in points], [100 * s["mean"] for s in points],
+                    yerr=[100 * s["std"] for s in points], marker="s" if baseline else "o", capsize=4,
+                    ls="--" if baseline else "-", lw=1.6,
+                    label=f"{protocol} ({'baseline' if baseline else 'encoder'}, n={'/'.join(map(str, n))} seeds)")
+    ax.set_xticks(range(len(budgets)), [str(b) for b in budgets], fontsize=11)
+    ax.set_xlabel("labels per class", fontsize=12)
+    ax.set_ylabel("test accuracy (%)", fontsize=12)
+    ax.tick_params(labelsize=11)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=12)
+    ax.legend(fontsize=10, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside the plot, never over a line
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def project_2d(features: Tensor, how: str, seed: int = 0) -> Tensor:
+    """2-D coordinates of `features`: "pca" (torch), "umap" (umap-learn) or "tsne" (scikit-learn)."""
+    if how == "pca":
+        return pca_2d(features)
+    x = features.float().numpy()
+    if how == "umap":
+        import umap
+        reducer = umap.UMAP(n_neighbors=min(15, len(x) - 1), min_dist=0.1, random_state=seed, n_jobs=1)
+    else:
+        from sklearn.manifold import TSNE
+        reducer = TSNE(perplexity=min(30.0, (len(x) - 1) / 3), init="pca", random_state=seed)
+    return torch.as_tensor(reducer.fit_transform(x)).float()
+
+
+def plot_embeddings(features: Tensor, labels: Tensor | None, classes: list[str], path: Path, what: str,
+                    projections: tuple[str, ...] = ("pca", "umap")) -> None:
+    """Side-by-side panels of the same items, one per projection, coloured by class when labels are known."""
+    plt = _plt()
+    names = {"pca": "PCA: first two principal components", "umap": "UMAP (umap-learn, 15 neighbours)",
+             "tsne": "t-SNE (scikit-learn)"}
+    fig, axes = plt.subplots(1, len(projections), figsize=(6.2 * len(projections), 5.6), squeeze=False)
+    for ax, how in zip(axes[0], projections):
+        xy = project_2d(features, how)
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=None if labels is None else labels, cmap="tab10", s=6)
+        ax.set_title(names[how], fontsize=12)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if labels is not None and classes:
+        handles = [plt.Line2D([], [], marker="o", ls="", color=sc.cmap(sc.norm(i)), label=c) for i, c in enumerate(classes)]
+        axes[0][-1].legend(handles=handles, fontsize=10, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(what, fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_runs(rows: list[dict], path: Path) -> bool:
+    """One horizontal bar group per run: monitored kNN and linear accuracy and the evaluated linear probe."""
+    keys = [("monitor kNN", "monitor_knn"), ("monitor linear", "monitor_linear"), ("evaluated linear probe", "eval_linear"),
+            ("evaluated kNN", "eval_knn")]
+    keys = [(label, k) for label, k in keys if any(r.get(k) is not None for r in rows)]
+    if not rows or not keys:
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 1.0 + 0.45 * len(rows) * len(keys)))
+    height = 0.8 / len(keys)
+    for j, (label, key) in enumerate(keys):
+        ax.barh([i + j * height for i in range(len(rows))], [100 * (r.get(key) or 0) for r in rows], height=height,
+                label=label)
+    ax.set_yticks([i + height * (len(keys) - 1) / 2 for i in range(len(rows))], [r["name"] for r in rows], fontsize=11)
+    ax.invert_yaxis()
+    ax.set_xlabel("accuracy (%)", fontsize=12)
+    ax.tick_params(axis="x", labelsize=11)
+    ax.legend(fontsize=10, loc="lower right")
+    ax.set_title("runs in this folder (missing bars: not measured)", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
