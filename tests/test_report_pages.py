@@ -96,7 +96,8 @@ def test_evaluation_extracts_features_once_and_a_second_evaluation_reads_them(ev
     assert result["feature_cache"] == {"hits": 0, "misses": 4}  # pool and test set, trained and untrained encoder
     budgets = __import__("importlib").import_module("selfsup.evaluate.budgets")
     monkeypatch.setattr(budgets, "extract_features", lambda *a, **k: pytest.fail("features extracted again"))
-    again = api.evaluate(run, protocols=["knn"], labels_per_class=[3], seeds=[0])
+    # the same draws (features are extracted only of drawn items, so other budgets draw other items)
+    again = api.evaluate(run, protocols=["knn"], labels_per_class=[2, 5], seeds=[0, 1])
     assert again["feature_cache"] == {"hits": 2, "misses": 0}
 
 

@@ -148,7 +148,8 @@ def label_sweep(method: Method, train: DataSource, test: DataSource,
     `done(budget, seed)` returns the rows of a draw finished earlier (a resumed evaluation) or None;
     `on_draw` reports progress (see `sweep`). Features are extracted once, for every budget, seed and
     protocol, only when a draw is left to run, and only of the items some draw labels (10 labels per class
-    of a 60,000-item pool need 100 items' features, not 60,000); `cache` keeps them on disk across evaluations.
+    of a 60,000-item pool need 100 items' features, not 60,000); `cache` keeps them on disk, so an evaluation with
+    the same draws (a resumed or repeated one, other protocols) reads them instead of extracting again.
     """
     protocols, budgets, seeds = check_protocols(protocols), list(budgets), list(seeds)
     features = {}
