@@ -53,7 +53,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         result = selfsup.pretrain(args.method, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, pool_size=args.pool_size, run_dir=args.run_dir, options=options,
                                   train=train, test_seed=args.test_seed, image_size=args.image_size,
-                                  channels=args.channels, seq_len=args.seq_len, overwrite=args.overwrite)
+                                  channels=args.channels, seq_len=args.seq_len, overwrite=args.overwrite,
+                                  stream=args.stream)
     if not result.is_global_zero:
         return  # one summary per run, from the first process
     read = json.loads((Path(result.run_dir) / "config.json").read_text())["data"].get("read")
@@ -155,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: inferred from the images, at most 64)")
     pt.add_argument("--channels", type=int, choices=[1, 3], help="read a folder of images as grayscale (1) or "
                     "colour (3) (default: colour when any image is colour)")
+    pt.add_argument("--stream", dest="stream", action="store_const", const=True, default="auto",
+                    help="decode a folder of images once into a cache on disk and stream batches from it (default: "
+                    "only when the decoded images would take more than 4 GiB; says so)")
+    pt.add_argument("--no-stream", dest="stream", action="store_const", const=False,
+                    help="read a folder of images into memory, however large")
     pt.add_argument("--seq-len", type=int, help="text methods: document length in subwords (default 64)")
     pt.add_argument("--run-dir", help="run folder (default runs/METHOD-TIMESTAMP)")
     pt.add_argument("--config", help="JSON with method_config / train sections (the shape of a run's config.json)")
