@@ -152,6 +152,7 @@ def build_cache(path: str | Path, size: int | None = None, channels: int | None 
     root = Path(cache_root) if cache_root is not None else CACHE_ROOT
     target = root / f"{plan.root.name}-{plan.fingerprint}"
     if (target / META).exists():
+        _warn_skipped(json.loads((target / META).read_text()))
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{target.name}.{os.getpid()}.tmp"
@@ -173,8 +174,6 @@ def build_cache(path: str | Path, size: int | None = None, channels: int | None 
     if skipped:
         kept = {int(p) for p in _read_column(tmp, "position")}
         names = [rel for i, (rel, _) in enumerate(plan.items) if i not in kept]
-        shown = "; ".join(names[:WARN_NAMES]) + (f"; and {len(names) - WARN_NAMES} more" if len(names) > WARN_NAMES else "")
-        warnings.warn(f"skipped {skipped} unreadable image(s) in {plan.root}: {shown}", stacklevel=2)
     else:
         names = []
     meta = {"format": FORMAT, "folder": str(plan.root.resolve()), "fingerprint": plan.fingerprint,
@@ -182,11 +181,19 @@ def build_cache(path: str | Path, size: int | None = None, channels: int | None 
             "channels_rule": plan.channels_rule, "classes": plan.classes, "images": stored, "skipped": names,
             "labeled": bool(plan.classes)}
     (tmp / META).write_text(json.dumps(meta, indent=1) + "\n")  # last: its presence marks a complete cache
+    _warn_skipped(meta)
     if target.exists():  # another process finished the same cache meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
         return target
     os.replace(tmp, target)
     return target
+
+
+def _warn_skipped(meta: dict) -> None:
+    names = meta["skipped"]
+    if names:
+        shown = "; ".join(names[:WARN_NAMES]) + (f"; and {len(names) - WARN_NAMES} more" if len(names) > WARN_NAMES else "")
+        warnings.warn(f"skipped {len(names)} unreadable image(s) in {meta['folder']}: {shown}", stacklevel=3)
 
 
 def _read_column(cache: Path, key: str) -> list:
