@@ -14,7 +14,7 @@ import selfsup  # noqa: E402
 from selfsup.data import stream  # noqa: E402
 from selfsup.data.folder import read_image_folder  # noqa: E402
 from selfsup.errors import SelfSupError  # noqa: E402
-from tests.conftest import results_per_process  # noqa: E402
+from conftest import results_per_process  # noqa: E402
 
 N, BATCH = 96, 16
 
