@@ -1,4 +1,4 @@
-"""The `selfsup` command: pretrain, evaluate, export, embed, bench, report, demo, list, download, generate."""
+"""The `selfsup` command: pretrain, evaluate, export, embed, advise, bench, report, demo, list, download, generate."""
 from __future__ import annotations
 
 import argparse
@@ -98,6 +98,14 @@ def cmd_embed(args: argparse.Namespace) -> None:
     files = embed(args.run, data=args.data, out=args.out, batch_size=args.batch_size,
                   progress=lambda line: print(line, flush=True))
     print("written " + ", ".join(str(f) for f in files))
+
+
+def cmd_advise(args: argparse.Namespace) -> None:
+    from selfsup.advise import advise
+    report = advise(args.data, labels=args.labels, budget=args.budget, out=args.out, methods=args.methods,
+                    draws=args.draws, progress=lambda line: print(line, flush=True))
+    print(report["recommendation"]["text"])
+    print(f"written {Path(args.out) / 'advice.md'} and advice.json")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -207,6 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "(needs pyarrow)")
     em.add_argument("--batch-size", type=int, default=256)
     em.set_defaults(func=cmd_embed)
+
+    ad = sub.add_parser("advise", help="which method helps on your data: pretrain a few within a time budget, "
+                        "evaluate them with your labels, and write a ranked report with a recommendation")
+    ad.add_argument("--data", required=True, help="folder of images (class subfolders give labels), .npz or dataset name")
+    ad.add_argument("--labels", help="a labeled folder (class subfolders) or .npz to evaluate with (default: --data's labels)")
+    ad.add_argument("--budget", default="30m", help="wall-clock budget, e.g. 30m, 1h, 90s (default 30m)")
+    ad.add_argument("--methods", nargs="+", help="methods to compare (default: chosen for the data)")
+    ad.add_argument("--draws", type=int, default=3, help="label draws per budget (default 3)")
+    ad.add_argument("--out", default="advice", help="report folder (default advice/)")
+    ad.set_defaults(func=cmd_advise)
 
     rp = sub.add_parser("report", help="write RUN/report.html with the run's plots")
     rp.add_argument("run")
