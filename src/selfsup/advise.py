@@ -182,7 +182,7 @@ def mean_acc(summary: list[dict], protocol: str, budget: int) -> tuple[float, fl
 def advise(data: str, labels: str | None = None, budget: str | float = "30m", out: str | Path = "advice",
            methods: list[str] | None = None, draws: int = 3, options: dict[str, dict] | None = None,
            budgets: tuple[int, ...] = PROBE_BUDGETS, seed: int = 0, finetune_kwargs: dict | None = None,
-           progress: Callable[[str], None] | None = None) -> dict:
+           runs_dir: str | Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
     """Pretrain a few suitable methods on `data` within `budget`, evaluate them with labels, and write a ranked
     report with a recommendation to `out` (advice.md, advice.json). Returns the report's content.
 
@@ -190,6 +190,7 @@ def advise(data: str, labels: str | None = None, budget: str | float = "30m", ou
     should not be used. `methods` replaces the candidates; `options` maps a method to its options (as
     `pretrain`'s); `draws` label draws per budget; `budgets` the wanted labels per class; `finetune_kwargs`
     change the supervised baseline's training (`evaluate.finetune.finetune`'s options, e.g. fewer steps).
+    The methods' run folders go to `runs_dir` (default OUT/runs): `selfsup export` and `embed` take them.
     """
     say = progress or (lambda line: None)
     started = time.perf_counter()
@@ -220,7 +221,7 @@ def advise(data: str, labels: str | None = None, budget: str | float = "30m", ou
         say(f"{name}: {p.epochs[name]} epoch(s) in about {p.seconds_per_method:.0f} s")
         t0 = time.perf_counter()
         run = api.pretrain(name, data=data, epochs=p.epochs[name], batch_size=p.batch_size[name], seed=seed,
-                           run_dir=out / "runs" / name, options=options.get(name), monitor=False, overwrite=True,
+                           run_dir=Path(runs_dir or out / "runs") / name, options=options.get(name), monitor=False, overwrite=True,
                            train={"progress_bar": False, "knn_every": 0}, stream=False)
         pretrain_s = time.perf_counter() - t0
         t0 = time.perf_counter()
