@@ -214,7 +214,7 @@ def choose_stream(data: str, stream: bool | str, image_size: int | None, channel
         return False
     if stream is True:
         return True
-    plan = streaming.plan_folder(data, image_size, channels)
+    plan = streaming.plan_folder(data, image_size, channels, warn=False)  # the reader that follows warns
     if plan.decoded_bytes <= streaming.STREAM_ABOVE_BYTES:
         return False
     warnings.warn(f"{data}: {len(plan.items)} images at {plan.size}x{plan.size}x{plan.channels} would take "

@@ -79,9 +79,11 @@ class FolderPlan:
         return len(self.items) * self.channels * self.size * self.size
 
 
-def plan_folder(path: str | Path, size: int | None = None, channels: int | None = None) -> FolderPlan:
+def plan_folder(path: str | Path, size: int | None = None, channels: int | None = None,
+                warn: bool = True) -> FolderPlan:
     """List the images of folder `path` (class subfolders give labels, as `data.folder`), infer what is not
-    given from a sample of headers, and fingerprint the listing and the options."""
+    given from a sample of headers, and fingerprint the listing and the options. `warn`: pass on the folder
+    reader's notes (loose files, link loops) as warnings."""
     root = Path(path)
     if not root.is_dir():
         raise SelfSupError(f"image folder {root} does not exist or is not a folder")
@@ -92,7 +94,7 @@ def plan_folder(path: str | Path, size: int | None = None, channels: int | None 
     notes: list[str] = []
     suffixes = image_suffixes()
     groups, _ = class_groups(root, walk_files(root, notes), notes)
-    for note in notes:
+    for note in notes if warn else []:
         warnings.warn(note, stacklevel=2)
     labeled = groups[0][0] is not None
     classes = [name for name, files in groups if name is not None and any(f.suffix.lower() in suffixes for f in files)]
