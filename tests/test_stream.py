@@ -111,6 +111,11 @@ def test_pretrain_streams_when_asked_and_says_so(folder, tmp_path, monkeypatch):
     assert data["stream"]["cache"].startswith(str(tmp_path / "cache"))
     assert "broken.png" in (result.run_dir / "skipped_files.txt").read_text()
     assert result.final["train/images_per_s"] > 0
+    with pytest.warns(UserWarning, match="broken.png"):  # the cache is found again, not rebuilt
+        resumed = selfsup.resume(result.run_dir, epochs=2)
+    assert resumed.epochs == 2
+    record = json.loads((result.run_dir / "config.json").read_text())
+    assert record["status"] == "done" and record["data"]["stream"] == data["stream"]
 
 
 def test_auto_streams_only_above_the_threshold(folder, monkeypatch):
