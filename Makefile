@@ -4,6 +4,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
+LITDATA ?= litdata==0.2.76
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Fashion-MNIST, the fortunes corpus, the GCIDE dictionary (the large unlabeled English text corpus, data/text.py),
 # 30 colour photographs among these wallpaper packages (data/photos.py), and the colour emoji font with
@@ -25,6 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
+	$(PY) -m pip install --quiet --no-deps "$(LITDATA)"  # streaming; its torchvision is left out (pyproject.toml: stream)
 	touch $@
 
 venv: $(VENV)/.installed

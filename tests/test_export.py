@@ -265,15 +265,26 @@ def test_embed_formats_carry_the_same_rows(tmp_path, image_dir):
 
 
 @pytest.mark.filterwarnings("ignore:skipped")
-def test_embed_without_pyarrow_names_the_formats_it_can_write(tmp_path, image_dir):
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        run, _ = saved_run(tmp_path, "rotation", GRAY_SPEC)
-        with pytest.raises(SelfSupError, match="pyarrow.*npy.*npz.*csv"):
-            selfsup.embed(run, data=str(image_dir), out=tmp_path / "emb.parquet")
-    else:
-        pytest.skip("pyarrow is installed: .parquet is written")
+def test_embed_writes_parquet_rows_with_their_names(tmp_path, image_dir):
+    pq = pytest.importorskip("pyarrow.parquet")  # the `parquet` extra; `dev` includes it
+    run, _ = saved_run(tmp_path, "rotation", GRAY_SPEC)
+    reference = selfsup.embed(run, data=str(image_dir), out=tmp_path / "emb.npy")
+    vectors, names = np.load(reference[0]), json.loads(reference[1].read_text())
+    assert selfsup.embed(run, data=str(image_dir), out=tmp_path / "emb.parquet") == [tmp_path / "emb.parquet"]
+    table = pq.read_table(tmp_path / "emb.parquet")
+    assert table.column_names == ["name", "embedding"] and table.num_rows == len(names)
+    assert table.column("name").to_pylist() == names
+    assert np.array_equal(np.array(table.column("embedding").to_pylist(), dtype=np.float32), vectors)
+
+
+@pytest.mark.filterwarnings("ignore:skipped")
+def test_embed_without_pyarrow_names_the_formats_it_can_write(tmp_path, image_dir, monkeypatch):
+    run, _ = saved_run(tmp_path, "rotation", GRAY_SPEC)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed: importing it fails
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    with pytest.raises(SelfSupError, match="pyarrow.*npy.*npz.*csv"):
+        selfsup.embed(run, data=str(image_dir), out=tmp_path / "emb.parquet")
+    assert not (tmp_path / "emb.parquet").exists()
 
 
 def test_embed_and_export_from_the_command_line(tmp_path, image_dir, capsys):

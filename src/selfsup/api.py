@@ -169,7 +169,8 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
              seed: int = 0, pool_size: int | None = None, run_dir: str | Path | None = None,
              options: dict | None = None, train: dict | None = None, monitor: bool = True,
              pool: DataSource | None = None, test_seed: int = TEST_SEED, image_size: int | None = None,
-             channels: int | None = None, seq_len: int | None = None, overwrite: bool = False) -> PretrainResult:
+             channels: int | None = None, seq_len: int | None = None, overwrite: bool = False,
+             stream: bool | str = "auto") -> PretrainResult:
     """Pretrain registered `method` on dataset `data` (its default when None) and write a run folder.
 
     The pool (`pool_size` items drawn with `seed`, or all) comes from the data minus its held-out test
@@ -181,6 +182,10 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
     run's config.json records what was chosen, and skipped_files.txt the files that could not be read).
     `seq_len` is the length of text documents in subwords (text methods; default 64).
     A folder that already holds a run is refused unless `overwrite`; the folder is locked while it trains.
+    `stream` (a folder of images only): True decodes the folder once into a cache on disk and streams batches
+    from it (`selfsup.data.stream`); "auto" does so when the decoded images would take more than
+    `data.stream.STREAM_ABOVE_BYTES`; False reads the folder into memory. A streamed run pretrains on every
+    image (no test set is held out of it: evaluate it on labeled images kept apart) and has no online monitor.
     """
     from selfsup.train import TrainConfig
     cls = METHODS.get(method)
@@ -193,10 +198,68 @@ def pretrain(method: str, data: str | None = None, *, epochs: int | None = None,
                                     "seed": seed} | (train or {}))
     make_config(cls.Config, options or {})
     run = RunFolder(run_dir or default_run_dir(method))
+    streamed = pool is None and cls.modality == "image" and choose_stream(data, stream, image_size, channels)
+    if streamed and pool_size is not None:
+        raise SelfSupError("--pool-size draws a part of the data into memory; leave it out to stream the whole "
+                           "folder, or leave out --stream")
     with run.locked():
         run.check_new(overwrite)
+        if streamed:
+            return _pretrain_streamed(cls, method, data, run, cfg, seed, options, image_size, channels)
         return _pretrain_locked(cls, method, data, run, cfg, seed, pool_size, options, monitor, pool, test_seed,
                                 {"size": image_size, "channels": channels, "seq_len": seq_len})
+
+
+def choose_stream(data: str, stream: bool | str, image_size: int | None, channels: int | None) -> bool:
+    """Whether to stream `data` from a cache on disk: asked for (True), never (False), or "auto": when it is a
+    folder whose decoded images would take more than `STREAM_ABOVE_BYTES` (it then says so)."""
+    from selfsup.data import stream as streaming
+    if stream not in (True, False, "auto"):
+        raise SelfSupError(f"stream must be True, False or 'auto', got {stream!r}")
+    if stream is False:
+        return False
+    if not Path(data).is_dir():
+        if stream is True:
+            raise SelfSupError(f"--stream reads a folder of images; {data} is not a folder: leave out --stream")
+        return False
+    if stream is True:
+        return True
+    plan = streaming.plan_folder(data, image_size, channels, warn=False)  # the reader that follows warns
+    if plan.decoded_bytes <= streaming.STREAM_ABOVE_BYTES:
+        return False
+    warnings.warn(f"{data}: {len(plan.items)} images at {plan.size}x{plan.size}x{plan.channels} would take "
+                  f"{plan.decoded_bytes / 2**30:.1f} GiB in memory, more than "
+                  f"{streaming.STREAM_ABOVE_BYTES / 2**30:.0f} GiB: streaming them from a cache on disk", stacklevel=3)
+    return True
+
+
+STREAMED_TEST = ("none: a streamed run pretrains on every image of its folder; evaluate it with --data on labeled "
+                 "images kept apart")
+
+
+def _pretrain_streamed(cls: type[Method], method: str, data: str, run: RunFolder, cfg, seed: int,
+                       options: dict | None, image_size: int | None, channels: int | None,
+                       resume: bool = False) -> PretrainResult:
+    import lightning as L
+    from selfsup.data.stream import StreamedImages, build_cache
+    from selfsup.train import pretrain as _fit
+    pool_data = StreamedImages(build_cache(data, image_size, channels))
+    L.seed_everything(seed, verbose=False)
+    m = build_method(method, pool_data.spec, **(options or {}))
+    meta = pool_data.meta
+    read = {"size": [meta["size"]] * 2, "channels": meta["channels"], "size_rule": meta["size_rule"],
+            "channels_rule": meta["channels_rule"], "images": len(pool_data), "skipped": len(meta["skipped"]),
+            "summary": pool_data.describe()}
+    if meta["skipped"]:
+        text = "".join(line + "\n" for line in meta["skipped"])
+        atomic_write(run.path / SKIPPED_FILES, lambda tmp: Path(tmp).write_bytes(text.encode("utf-8", "backslashreplace")))
+        read["skipped_file"] = SKIPPED_FILES
+    record = {"method": method, "method_config": asdict(m.config), "spec": asdict(pool_data.spec),
+              "data": {"name": data, "source": source_id(data), "pool_size": len(pool_data), "seed": seed,
+                       "explicit_pool": False, "stream": {"cache": str(pool_data.cache), "image_size": image_size,
+                                                          "channels": channels},
+                       "test": {"rule": STREAMED_TEST}, "read": read}}
+    return _fit(m, pool_data, cfg, run.path, None, resume=resume, config_record=record)
 
 
 def _pretrain_locked(cls: type[Method], method: str, data: str, run: RunFolder, cfg, seed: int,
@@ -261,6 +324,11 @@ def resume(run_dir: str | Path, epochs: int | None = None, data: str | None = No
     record = run.read_config("method", "method_config", "spec", "data", "train")
     method, given = record["method"], data
     data = record["data"]
+    if data.get("stream"):
+        cfg = make_config(TrainConfig, record["train"] | ({"epochs": epochs} if epochs is not None else {}))
+        return _pretrain_streamed(METHODS.get(method), method, given or data.get("source", data["name"]), run, cfg,
+                                  data["seed"], record["method_config"], data["stream"]["image_size"],
+                                  data["stream"]["channels"], resume=True)
     if data.get("explicit_pool"):
         raise SelfSupError(f"{run.path} was trained on a pool passed from Python; resume it from Python with "
                            f"selfsup.train.pretrain(..., resume=True)")
@@ -342,7 +410,10 @@ def evaluation_split(splits: DatasetSplits, data: str, run: RunFolder | None) ->
     """
     recorded = run.read_config()["data"] if run is not None else {}
     same_data = bool(recorded) and source_id(data) == recorded.get("source", source_id(recorded["name"]))
-    if same_data and not recorded.get("explicit_pool"):
+    if same_data and recorded.get("stream"):
+        warnings.warn(f"{run.path} streamed every image of {data}: a test set carved from it now overlaps what it "
+                      f"was pretrained on; evaluate on labeled images kept apart (--data)", stacklevel=3)
+    elif same_data and not recorded.get("explicit_pool"):
         if "test" in recorded:
             return recorded_test_set(run, recorded, splits)
         warnings.warn(f"{run.path} was pretrained before held-out test sets were recorded: its pool may contain "

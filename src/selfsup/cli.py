@@ -1,4 +1,4 @@
-"""The `selfsup` command: pretrain, evaluate, export, embed, bench, report, demo, list, download, generate."""
+"""The `selfsup` command: pretrain, evaluate, export, embed, advise, bench, report, demo, list, download, generate."""
 from __future__ import annotations
 
 import argparse
@@ -53,7 +53,8 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
         result = selfsup.pretrain(args.method, data=args.data, epochs=args.epochs, batch_size=args.batch_size,
                                   seed=args.seed, pool_size=args.pool_size, run_dir=args.run_dir, options=options,
                                   train=train, test_seed=args.test_seed, image_size=args.image_size,
-                                  channels=args.channels, seq_len=args.seq_len, overwrite=args.overwrite)
+                                  channels=args.channels, seq_len=args.seq_len, overwrite=args.overwrite,
+                                  stream=args.stream)
     if not result.is_global_zero:
         return  # one summary per run, from the first process
     read = json.loads((Path(result.run_dir) / "config.json").read_text())["data"].get("read")
@@ -110,6 +111,14 @@ def cmd_embed(args: argparse.Namespace) -> None:
     files = embed(args.run, data=args.data, out=args.out, batch_size=args.batch_size,
                   progress=lambda line: print(line, flush=True))
     print("written " + ", ".join(str(f) for f in files))
+
+
+def cmd_advise(args: argparse.Namespace) -> None:
+    from selfsup.advise import advise
+    report = advise(args.data, labels=args.labels, budget=args.budget, out=args.out, methods=args.methods,
+                    draws=args.draws, progress=lambda line: print(line, flush=True))
+    print(report["recommendation"]["text"])
+    print(f"written {Path(args.out) / 'advice.md'} and advice.json")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -173,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default: inferred from the images, at most 64)")
     pt.add_argument("--channels", type=int, choices=[1, 3], help="read a folder of images as grayscale (1) or "
                     "colour (3) (default: colour when any image is colour)")
+    pt.add_argument("--stream", dest="stream", action="store_const", const=True, default="auto",
+                    help="decode a folder of images once into a cache on disk and stream batches from it (default: "
+                    "only when the decoded images would take more than 4 GiB; says so)")
+    pt.add_argument("--no-stream", dest="stream", action="store_const", const=False,
+                    help="read a folder of images into memory, however large")
     pt.add_argument("--seq-len", type=int, help="text methods: document length in subwords (default 64)")
     pt.add_argument("--run-dir", help="run folder (default runs/METHOD-TIMESTAMP)")
     pt.add_argument("--config", help="JSON with method_config / train sections (the shape of a run's config.json)")
@@ -220,6 +234,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "(needs pyarrow)")
     em.add_argument("--batch-size", type=int, default=256)
     em.set_defaults(func=cmd_embed)
+
+    ad = sub.add_parser("advise", help="which method helps on your data: pretrain a few within a time budget, "
+                        "evaluate them with your labels, and write a ranked report with a recommendation")
+    ad.add_argument("--data", required=True, help="folder of images (class subfolders give labels), .npz or dataset name")
+    ad.add_argument("--labels", help="a labeled folder (class subfolders) or .npz to evaluate with (default: --data's labels)")
+    ad.add_argument("--budget", default="30m", help="wall-clock budget, e.g. 30m, 1h, 90s (default 30m)")
+    ad.add_argument("--methods", nargs="+", help="methods to compare (default: chosen for the data)")
+    ad.add_argument("--draws", type=int, default=3, help="label draws per budget (default 3)")
+    ad.add_argument("--out", default="advice", help="report folder (default advice/)")
+    ad.set_defaults(func=cmd_advise)
 
     rp = sub.add_parser("report", help="write RUN/report.html with the run's plots, or RUNS/index.html comparing "
                         "every run in a folder")

@@ -64,6 +64,7 @@ class TrainConfig:
     log_every_n_steps: int = 10
     checkpoint_every_steps: int = 0  # also save last.ckpt every N optimizer steps (0: only by time and at epoch end)
     checkpoint_every_minutes: float = 10.0  # and at least this often (0: off); a signal saves at once anyway
+    stream_workers: int = 0  # processes that read a stream cache (data.stream); 0: the training process reads it
 
 
 @dataclass
@@ -152,6 +153,33 @@ class InMemoryBatches:
         if self._resident is None:
             return self.data, shard, True
         return self._resident, shard.to(device), False
+
+
+class StreamedBatches(InMemoryBatches):
+    """Batches streamed from a stream cache on disk (`data.stream`): the same contract as `InMemoryBatches`
+    (uint8 batches on the CPU, ragged rest dropped, a mid-epoch resume continues at its batch), but the order
+    is LitData's, seeded by (seed, epoch), and under DDP LitData hands each rank its own chunks. Memory holds
+    the chunks being read, never the dataset."""
+
+    def __init__(self, data, batch_size: int, seed: int, module: "PretrainModule", workers: int = 0):
+        super().__init__(data, batch_size, seed, module)
+        self.workers = workers
+
+    def __iter__(self) -> Iterator[Batch]:
+        from selfsup.data.stream import stream_batches
+        start, self._skip = self._skip, 0
+        pin = self.module.device.type == "cuda"
+        for batch in stream_batches(self.data, self.batch_size, self.seed, self.module.current_epoch,
+                                    workers=self.workers, skip=start):
+            yield batch.pin_memory() if pin else batch
+
+
+def batches_for(data: DataSource, batch_size: int, seed: int, module: "PretrainModule", workers: int = 0) -> InMemoryBatches:
+    """The one place that picks how batches are fed: streamed from a cache on disk, or cut from memory."""
+    from selfsup.data.stream import StreamedImages
+    if isinstance(data, StreamedImages):
+        return StreamedBatches(data, batch_size, seed, module, workers)
+    return InMemoryBatches(data, batch_size, seed, module)
 
 
 def resident_copy(data: DataSource, device: torch.device, free_bytes: int) -> ImageData | None:
@@ -503,7 +531,7 @@ def fit_run(method: Method, data: DataSource, cfg: TrainConfig, run: RunFolder, 
         with warnings.catch_warnings(), signals.installed():
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
             warnings.filterwarnings("ignore", ".*Experiment logs directory.*")
-            trainer.fit(module, train_dataloaders=InMemoryBatches(data, cfg.batch_size, cfg.seed, module),
+            trainer.fit(module, train_dataloaders=batches_for(data, cfg.batch_size, cfg.seed, module, cfg.stream_workers),
                         ckpt_path=ckpt_path)
     except SIGTERMException as e:  # Lightning's own SIGTERM path (a signal it saw between our checks)
         stopped = RunInterrupted(f"SIGTERM at epoch {trainer.current_epoch}; the last checkpoint is "
