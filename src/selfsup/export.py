@@ -20,7 +20,6 @@ README.md with the code that loads it, and the encoder in one format:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import warnings
@@ -38,7 +37,7 @@ from selfsup.evaluate.features import extract_features
 from selfsup.methods.base import Method
 from selfsup.runs import RunFolder, load_run
 from selfsup.text.tokenizer import CLS_ID, PAD_ID, SEP_ID, TOKENIZER_FILE, load_tokenizer
-from selfsup.utils import atomic_write, atomic_write_text
+from selfsup.utils import atomic_write, atomic_write_text, publish
 
 FORMATS = ("safetensors", "torchscript", "onnx", "hf")
 EMBEDDING_SUFFIXES = (".npy", ".npz", ".csv", ".parquet")
@@ -292,7 +291,7 @@ def write_format(method: Method, run: RunFolder, fmt: str, out: Path) -> dict[st
 
 def write_hf(method: Method, run: RunFolder, out: Path) -> dict[str, str]:
     """The Hugging Face model (BertModel / GPT2Model) and its tokenizer, saved into a temporary folder beside
-    `out` and moved in file by file (each `os.replace` is atomic)."""
+    `out` and moved in file by file (each `publish` is one atomic rename)."""
     from selfsup.text.tokenizer import hf_tokenizer
 
     model = getattr(method.encoder, "model", None)
@@ -305,7 +304,7 @@ def write_hf(method: Method, run: RunFolder, out: Path) -> dict[str, str]:
         tokenizer.save_pretrained(tmp)
         names = sorted(p.name for p in Path(tmp).iterdir() if p.is_file())
         for name in names:
-            os.replace(Path(tmp) / name, out / name)
+            publish(Path(tmp) / name, out / name)
     return {"model": "model.safetensors", "model_config": "config.json", "tokenizer": "tokenizer.json",
             "files": names}
 

@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from selfsup.data.base import DataSpec
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import Method, build_method
-from selfsup.utils import atomic_write, atomic_write_text
+from selfsup.utils import atomic_write, atomic_write_text, hash_tensor
 
 STRUCTURE_KEY = "selfsup_structure"
 CHECKSUM_KEY = "selfsup_sha256"  # of the structure and every tensor (name, dtype, shape, bytes); see `content_sha256`
@@ -45,9 +45,8 @@ def content_sha256(structure: str, tensors: dict[str, torch.Tensor]) -> str:
     """What a checkpoint's checksum covers: its structure (JSON) and its tensors, in name order."""
     digest = hashlib.sha256(structure.encode())
     for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        digest.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, no copy
+        digest.update(f"\0{name}".encode())
+        hash_tensor(digest, tensors[name])
     return digest.hexdigest()
 
 

@@ -55,6 +55,21 @@ def fsync_path(path: str | Path) -> None:
         os.close(fd)
 
 
+def publish(tmp: str | Path, target: str | Path) -> None:
+    """Move a finished temporary file or folder (written beside `target`, on the same file system) onto
+    `target` in one rename: its files are fsync'd first and the parent folder after, so readers see the
+    old target or the complete new one. The one rename outside `atomic_write` (folders built by other
+    libraries: a LitData cache, a Hugging Face model)."""
+    tmp, target = Path(tmp), Path(target)
+    for f in ([tmp] if tmp.is_file() else [p for p in tmp.rglob("*") if p.is_file()]):
+        fsync_path(f)
+    try:
+        os.replace(tmp, target)
+    except OSError as e:
+        raise disk_error(e, target) from e
+    fsync_path(target.parent)
+
+
 def disk_error(error: OSError, path: Path) -> Exception:
     """One clear line for a write that the disk refused (full, read-only, no permission)."""
     from selfsup.errors import SelfSupError
@@ -92,3 +107,11 @@ def cache_write(write: Callable[[], None]) -> bool:
 def load_average() -> list[float]:
     """The 1-, 5- and 15-minute load averages, rounded: recorded beside every timing a benchmark reports."""
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def hash_tensor(digest: Any, t: torch.Tensor) -> None:
+    """Feed a tensor's dtype, shape and raw bytes (its own buffer, not a copy; 0-dim tensors too) to `digest`:
+    the one way selfsup fingerprints tensors (checkpoint checksums, the feature cache's keys)."""
+    t = t.detach().cpu().contiguous()
+    digest.update(f"\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy())

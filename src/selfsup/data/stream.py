@@ -42,6 +42,7 @@ from selfsup.data.base import DataSpec
 from selfsup.data.folder import (MAX_PIXELS, WARN_NAMES, class_groups, decode, image_suffixes, infer_size, is_colour,
                                  open_checked, walk_files)
 from selfsup.errors import SelfSupError
+from selfsup.utils import publish
 
 CACHE_ROOT = Path(os.environ.get("SELFSUP_STREAM_CACHE", Path.home() / ".cache" / "selfsup" / "stream"))
 SAMPLE_HEADERS = 1000  # headers read to infer size and colour
@@ -187,7 +188,7 @@ def build_cache(path: str | Path, size: int | None = None, channels: int | None 
     if target.exists():  # another process finished the same cache meanwhile
         shutil.rmtree(tmp, ignore_errors=True)
         return target
-    os.replace(tmp, target)
+    publish(tmp, target)
     return target
 
 

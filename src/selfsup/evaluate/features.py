@@ -19,7 +19,7 @@ from torch import Tensor
 from selfsup.data.base import DataSource
 from selfsup.errors import SelfSupError
 from selfsup.methods.base import Method
-from selfsup.utils import atomic_write, move_to
+from selfsup.utils import atomic_write, hash_tensor, move_to
 
 
 @torch.no_grad()
@@ -38,8 +38,7 @@ def extract_features(method: Method, data: DataSource, upto: str | None = None, 
 
 def _hash_tensors(h: "hashlib._Hash", value: Any) -> None:
     if isinstance(value, Tensor):
-        h.update(str((value.dtype, tuple(value.shape))).encode())
-        h.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        hash_tensor(h, value)
     elif isinstance(value, dict):
         for key in sorted(value):
             h.update(str(key).encode())
