@@ -260,9 +260,7 @@ def read_image_folder(path: str | Path, size: int | None = None, channels: int |
                          + (f" ({others} file(s) of other types)" if others else "")
                          + ": it is left out of the classes; add images to it or remove it")
     if not headers and not skipped:
-        raise SelfSupError(f"no images found in {root} (looked for {len(suffixes)} Pillow formats: .png, .jpg, "
-                           f".gif, .bmp, .tif, .webp, ...); point --data at a folder of images, or of class "
-                           f"folders of images")
+        raise no_images(root, suffixes)
 
     if size is None and headers:
         size, size_rule = infer_size([s for _, _, s, _ in headers])
@@ -312,3 +310,10 @@ def image_folder(path: str | Path, size: int | None = None, channels: int | None
                  strict: bool = False, max_pixels: int = MAX_PIXELS) -> ImageData:
     """The images of `read_image_folder`, without the account of how they were read."""
     return read_image_folder(path, size, channels, strict, max_pixels)[0]
+
+
+def no_images(root: Path, suffixes: set[str] | frozenset[str]) -> SelfSupError:
+    """The one message for a folder with no image file in it (read into memory or streamed)."""
+    return SelfSupError(f"no images found in {root} (looked for {len(suffixes)} Pillow formats: .png, .jpg, "
+                        f".gif, .bmp, .tif, .webp, ...); point --data at a folder of images, or of class "
+                        f"folders of images")

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from selfsup.data.base import DataSpec
-from selfsup.data.folder import (MAX_PIXELS, WARN_NAMES, class_groups, decode, image_suffixes, infer_size, is_colour,
+from selfsup.data.folder import (MAX_PIXELS, no_images, WARN_NAMES, class_groups, decode, image_suffixes, infer_size, is_colour,
                                  open_checked, walk_files)
 from selfsup.errors import SelfSupError
 from selfsup.utils import publish
@@ -102,18 +102,22 @@ def plan_folder(path: str | Path, size: int | None = None, channels: int | None 
     files = [(f, classes.index(name) if labeled else -1) for name, group in groups
              if name is None or name in classes for f in group if f.suffix.lower() in suffixes]
     if not files:
-        raise SelfSupError(f"no images found in {root}; point --data at a folder of images, or of class folders")
+        raise no_images(root, suffixes)
     step = max(1, len(files) // SAMPLE_HEADERS)
-    shapes, colour = [], 0
-    for f, _ in files[::step][:SAMPLE_HEADERS]:
+    shapes, colour, problems = [], 0, []
+    sample = files[::step][:SAMPLE_HEADERS]
+    for f, _ in sample:
         try:
             with open_checked(f, MAX_PIXELS) as im:
                 shapes.append(im.size)
                 colour += is_colour(im)
-        except Exception:  # noqa: BLE001 - an unreadable file is skipped (and named) when the cache is built
-            continue
+        except Exception as e:  # noqa: BLE001 - an unreadable file is skipped (and named) when the cache is built
+            problems.append(f"{f.relative_to(root)}: {type(e).__name__}: {e}")
     if not shapes:
-        raise SelfSupError(f"none of the {min(len(files), SAMPLE_HEADERS)} sampled image files in {root} could be read")
+        which = "image files" if len(sample) == len(files) else "sampled image files"
+        raise SelfSupError(f"none of the {len(sample)} {which} in {root} could be decoded; the first problem: "
+                           f"{problems[0]}; replace them with images Pillow opens (PNG, JPEG, ...) or point --data "
+                           f"elsewhere")
     size_rule, channels_rule = "given", "given"
     if size is None:
         size, size_rule = infer_size(shapes)
