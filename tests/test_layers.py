@@ -6,7 +6,7 @@ import selfsup
 
 PACKAGE = Path(selfsup.__file__).parent
 TOP = {"selfsup", "selfsup.api", "selfsup.cli", "selfsup.report", "selfsup.demo", "selfsup.bench", "selfsup.claims",
-       "selfsup.export", "selfsup.advise"}
+       "selfsup.export", "selfsup.advise", "selfsup.recipes"}
 
 
 def module_name(path: Path) -> str:
