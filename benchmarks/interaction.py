@@ -44,7 +44,7 @@ from selfsup.methods.base import build_method
 from selfsup.methods.physical_interaction import TASKS, contact_patches, outcome_labels
 from selfsup.report.plots import plot_examples
 from selfsup.runs import load_weights, save_weights
-from selfsup.train import lr_factor, make_optimizer
+from selfsup.train import train_steps
 from selfsup.utils import atomic_write_text, load_average
 
 FULL = {"pretrain_pokes": 10000, "test_pokes": 2000, "steps": {"physical-interaction": 1500, "rotation": 1500},
@@ -55,27 +55,6 @@ QUICK = {"pretrain_pokes": 800, "test_pokes": 200, "steps": {"physical-interacti
          "probe_epochs": 10, "supervised_steps": 10}
 KNN_K = 10  # few labels: at most 50 per class
 PRETRAINED = ("physical-interaction", "rotation")
-
-
-def train_steps(method: Any, data: Any, steps: int, batch_size: int, seed: int = 0) -> dict[str, float]:
-    """`steps` optimizer steps on seeded random batches, with the trainer's optimizer and LR schedule."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    opt = make_optimizer(method.trainable_parameters(), method.config)
-    base = [group["lr"] for group in opt.param_groups]
-    method.train()
-    start, metrics = time.perf_counter(), {}
-    for step in range(steps):
-        for group, lr in zip(opt.param_groups, base):
-            group["lr"] = lr * lr_factor(step, steps, 0, method.config.schedule)
-        loss, metrics = method.loss(data.batch(torch.randint(len(data), (batch_size,), generator=g)))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        method.after_step((step + 1) / steps)
-    method.eval()
-    return {"seconds": time.perf_counter() - start, "final_loss": loss.item(), "load_average": load_average(),
-            **{k: float(v) for k, v in metrics.items()}}
 
 
 def make_data(cfg: dict) -> dict[str, Any]:
@@ -160,7 +139,7 @@ def run(cfg: dict, out: Path, threads: int, fresh: bool) -> dict:
             method.eval()
         else:
             units[f"pretrain/{name}"] = train_steps(method, source, cfg["steps"][name], cfg["batch"][name]) | {
-                "steps": cfg["steps"][name], "batch_size": cfg["batch"][name]}
+                "load_average": load_average(), "steps": cfg["steps"][name], "batch_size": cfg["batch"][name]}
             save_weights(method, file)
             save()
         methods[name] = method

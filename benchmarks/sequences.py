@@ -43,7 +43,7 @@ from selfsup.evaluate.knn import knn_classify
 from selfsup.evaluate.linear import linear_probe
 from selfsup.evaluate.propagation import propagate_masks, tracking_iou
 from selfsup.methods.base import build_method
-from selfsup.train import lr_factor, make_optimizer
+from selfsup.train import train_steps
 from selfsup.utils import atomic_write_text
 
 # Steps per method: about the same wall time each (a temporal-order step sees 192 frames, CPC 256,
@@ -57,27 +57,6 @@ QUICK = {"train_clips": 200, "test_clips": 60, "ego_pairs": 1000,
 BATCH = {"temporal-order": 64, "cpc-sequence": 32, "tracking-colorization": 32, "egomotion": 128,
          "egomotion-invariant": 128}
 KNN_K = 20  # few labels: 200 neighbours would exceed the 100-frame budget
-
-
-def train_steps(method: Any, data: Any, steps: int, batch_size: int, seed: int = 0) -> dict[str, float]:
-    """`steps` optimizer steps on seeded random batches, with the trainer's optimizer and LR schedule."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    opt = make_optimizer(method.trainable_parameters(), method.config)
-    base = [group["lr"] for group in opt.param_groups]
-    method.train()
-    start, metrics = time.perf_counter(), {}
-    for step in range(steps):
-        for group, lr in zip(opt.param_groups, base):
-            group["lr"] = lr * lr_factor(step, steps, 0, method.config.schedule)
-        index = torch.randint(len(data), (batch_size,), generator=g)
-        loss, metrics = method.loss(data.batch(index))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        method.after_step((step + 1) / steps)
-    return {"seconds": time.perf_counter() - start, "final_loss": loss.item(),
-            **{k: float(v) for k, v in metrics.items()}}
 
 
 def few_label_rows(method: Any, pool: ImageData, test: ImageData, budgets: list[int], cfg: dict) -> dict:

@@ -214,6 +214,29 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
     raise SelfSupError(f"unknown schedule {schedule!r}: use cosine or constant")
 
 
+def train_steps(method: Method, data: DataSource, steps: int, batch_size: int, seed: int = 0) -> dict[str, float]:
+    """`steps` optimizer steps on seeded random batches, with the trainer's optimizer and LR schedule but
+    without Lightning: for benchmarks that budget steps rather than epochs. Leaves the method in eval mode.
+    Returns the seconds taken, the final loss and the last step's metrics."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    opt = make_optimizer(method.trainable_parameters(), method.config)
+    base = [group["lr"] for group in opt.param_groups]
+    method.train()
+    start, metrics = time.perf_counter(), {}
+    for step in range(steps):
+        for group, lr in zip(opt.param_groups, base):
+            group["lr"] = lr * lr_factor(step, steps, 0, method.config.schedule)
+        loss, metrics = method.loss(data.batch(torch.randint(len(data), (batch_size,), generator=g)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        method.after_step((step + 1) / steps)
+    method.eval()
+    return {"seconds": time.perf_counter() - start, "final_loss": loss.item(),
+            **{k: float(v) for k, v in metrics.items()}}
+
+
 def embedding_spread(features: torch.Tensor) -> float:
     """Per-dimension std of L2-normalised embeddings, times sqrt(D): about 1 when spread, -> 0 at collapse."""
     z = torch.nn.functional.normalize(features.float(), dim=1)

@@ -223,13 +223,7 @@ def read_image_folder(path: str | Path, size: int | None = None, channels: int |
 
     Returns the images and how they were read. `strict` turns an unreadable file into an error.
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise SelfSupError(f"image folder {root} does not exist or is not a folder")
-    if channels not in (None, 1, 3):
-        raise SelfSupError(f"channels must be 1 (grayscale) or 3 (colour), got {channels}")
-    if size is not None and size < 1:
-        raise SelfSupError(f"image size must be a positive number of pixels, got {size}")
+    root = checked_folder(path, size, channels)
     notes: list[str] = []
     suffixes = image_suffixes()
     files = walk_files(root, notes)
@@ -317,3 +311,15 @@ def no_images(root: Path, suffixes: set[str] | frozenset[str]) -> SelfSupError:
     return SelfSupError(f"no images found in {root} (looked for {len(suffixes)} Pillow formats: .png, .jpg, "
                         f".gif, .bmp, .tif, .webp, ...); point --data at a folder of images, or of class "
                         f"folders of images")
+
+
+def checked_folder(path: str | Path, size: int | None, channels: int | None) -> Path:
+    """The folder as a Path, after checking it exists and that the requested size and channels make sense."""
+    root = Path(path)
+    if not root.is_dir():
+        raise SelfSupError(f"image folder {root} does not exist or is not a folder")
+    if channels not in (None, 1, 3):
+        raise SelfSupError(f"channels must be 1 (grayscale) or 3 (colour), got {channels}")
+    if size is not None and size < 1:
+        raise SelfSupError(f"image size must be a positive number of pixels, got {size}")
+    return root

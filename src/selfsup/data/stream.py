@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from selfsup.data.base import DataSpec
-from selfsup.data.folder import (MAX_PIXELS, no_images, WARN_NAMES, class_groups, decode, image_suffixes, infer_size, is_colour,
+from selfsup.data.folder import (MAX_PIXELS, checked_folder, no_images, WARN_NAMES, class_groups, decode, image_suffixes, infer_size, is_colour,
                                  open_checked, walk_files)
 from selfsup.errors import SelfSupError
 from selfsup.utils import publish
@@ -85,13 +85,7 @@ def plan_folder(path: str | Path, size: int | None = None, channels: int | None 
     """List the images of folder `path` (class subfolders give labels, as `data.folder`), infer what is not
     given from a sample of headers, and fingerprint the listing and the options. `warn`: pass on the folder
     reader's notes (loose files, link loops) as warnings."""
-    root = Path(path)
-    if not root.is_dir():
-        raise SelfSupError(f"image folder {root} does not exist or is not a folder")
-    if channels not in (None, 1, 3):
-        raise SelfSupError(f"channels must be 1 (grayscale) or 3 (colour), got {channels}")
-    if size is not None and size < 1:
-        raise SelfSupError(f"image size must be a positive number of pixels, got {size}")
+    root = checked_folder(path, size, channels)
     notes: list[str] = []
     suffixes = image_suffixes()
     groups, _ = class_groups(root, walk_files(root, notes), notes)
