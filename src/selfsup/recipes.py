@@ -41,7 +41,7 @@ SCORE_SEEDS = (0, 1)
 WIDE = {"batch_norm": True, "widths": [64, 64, 128]}
 GRID: dict[str, list[dict]] = {
     "simclr": [{}, {"temperature": 0.2}, {"temperature": 0.1}, {"lr": 3e-3}],
-    "mocov2": [{}, {"temperature": 0.1}, {"key_momentum": 0.996}, {"lr": 0.06}, {"encoder_kwargs": WIDE}],
+    "mocov2": [{}, {"encoder_kwargs": WIDE}, {"temperature": 0.1}, {"key_momentum": 0.996}, {"lr": 0.06}],
     "byol": [{}, {"lr": 3e-3}, {"base_tau": 0.99}, {"encoder_kwargs": WIDE}],
     "vicreg": [{}, {"lr": 3e-3}, {"expander_dim": 1024}],
     "barlow-twins": [{}, {"lr": 3e-3}, {"lambd": 0.02}],
