@@ -324,11 +324,6 @@ def resume(run_dir: str | Path, epochs: int | None = None, data: str | None = No
     record = run.read_config("method", "method_config", "spec", "data", "train")
     method, given = record["method"], data
     data = record["data"]
-    if data.get("stream"):
-        cfg = make_config(TrainConfig, record["train"] | ({"epochs": epochs} if epochs is not None else {}))
-        return _pretrain_streamed(METHODS.get(method), method, given or data.get("source", data["name"]), run, cfg,
-                                  data["seed"], record["method_config"], data["stream"]["image_size"],
-                                  data["stream"]["channels"], resume=True)
     if data.get("explicit_pool"):
         raise SelfSupError(f"{run.path} was trained on a pool passed from Python; resume it from Python with "
                            f"selfsup.train.pretrain(..., resume=True)")
@@ -336,6 +331,10 @@ def resume(run_dir: str | Path, epochs: int | None = None, data: str | None = No
     cfg = make_config(TrainConfig, record["train"] | ({"epochs": epochs} if epochs is not None else {}))
     make_config(METHODS.get(method).Config, record["method_config"])
     data = resume_data(run, data, given)
+    if data.get("stream"):  # checked like any resume above: options, and the data the checkpoint recorded
+        return _pretrain_streamed(METHODS.get(method), method, data.get("source", data["name"]), run, cfg,
+                                  data["seed"], record["method_config"], data["stream"]["image_size"],
+                                  data["stream"]["channels"], resume=True)
     splits = run_data(data.get("source", data["name"]), run.path, METHODS.get(method).modality,
                       recorded_spec(run, record))
     held = None
