@@ -14,7 +14,8 @@ mass bin, material), from object-centred 32x32 crops of the before images:
 - rotation (RotNet, 4 angles): pretrained on the same pixels, the 32x32 contact patches of the same pokes;
 - random init: the same convnet untrained (fed as the method feeds it);
 - supervised: the same convnet trained from scratch on the same labels (`supervised_baseline`).
-Frozen encoders get a linear probe and kNN (k = 10) on their features, with fixed hyperparameters.
+Frozen encoders get a linear probe and kNN on their features; these and the supervised baseline choose
+their hyperparameters on a validation split of each draw's labels (`selfsup.evaluate.tuning`), never the test.
 Labels: `labels_per_class` drawn per class from the pretraining pokes' objects (`draw_budget`, one draw per
 seed); test: pokes of objects textured with Fashion-MNIST *test* items (seed 1). Mean and sample std over
 the draws (`summarize`). Also the pretext accuracy of physical-interaction on the test pokes against
@@ -37,9 +38,9 @@ from selfsup.data.interaction import PROPERTIES, make_interactions, property_vie
 from selfsup.data.sources import fashion_mnist
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import fresh_copy, supervised_baseline
-from selfsup.evaluate.knn import knn_classify
-from selfsup.evaluate.linear import linear_probe
+from selfsup.evaluate.budgets import tuned_feature_protocols, tuned_training_protocol
 from selfsup.evaluate.sweep import draw_budget, summarize
+from selfsup.evaluate.tuning import GRIDS, KNN_GRID, LINEAR_GRID
 from selfsup.methods.base import build_method
 from selfsup.methods.physical_interaction import TASKS, contact_patches, outcome_labels
 from selfsup.report.plots import plot_examples
@@ -49,11 +50,10 @@ from selfsup.utils import atomic_write_text, load_average
 
 FULL = {"pretrain_pokes": 10000, "test_pokes": 2000, "steps": {"physical-interaction": 1500, "rotation": 1500},
         "batch": {"physical-interaction": 128, "rotation": 128}, "budgets": [10, 50], "draws": 3,
-        "probe_epochs": 100, "supervised_steps": 300}
+        "supervised_steps": 300}
 QUICK = {"pretrain_pokes": 800, "test_pokes": 200, "steps": {"physical-interaction": 30, "rotation": 30},
          "batch": {"physical-interaction": 128, "rotation": 128}, "budgets": [10, 50], "draws": 2,
-         "probe_epochs": 10, "supervised_steps": 10}
-KNN_K = 10  # few labels: at most 50 per class
+         "supervised_steps": 10}
 PRETRAINED = ("physical-interaction", "rotation")
 
 
@@ -72,29 +72,32 @@ def make_data(cfg: dict) -> dict[str, Any]:
 
 
 def frozen_rows(method: Any, views: dict, cfg: dict) -> list[dict]:
-    """Linear probe and kNN on frozen features: one row per property, budget, draw and protocol."""
+    """Linear probe and kNN on frozen features, each tuned on a validation split of the drawn labels (never the
+    test pokes): one row per property, budget, draw and protocol."""
     rows = []
     for prop, (pool, test) in views.items():
         pool_x, test_x = extract_features(method, pool), extract_features(method, test)
         for budget in cfg["budgets"]:
             for seed in range(cfg["draws"]):
                 index = draw_budget(pool.labels, budget, seed)
-                x, y = pool_x[index], pool.labels[index]
-                lin = linear_probe(x, y, test_x, test.labels, epochs=cfg["probe_epochs"], seed=seed)["acc"]
-                knn = knn_classify(x, y, test_x, test.labels, k=KNN_K)["acc"]
+                accs, _ = tuned_feature_protocols(pool_x[index], pool.labels[index], test_x, test.labels,
+                                                  ("linear", "knn"), seed)
                 rows += [{"property": prop, "labels_per_class": budget, "seed": seed, "protocol": p, "acc": a}
-                         for p, a in (("linear", lin), ("knn", knn))]
+                         for p, a in accs.items()]
     return rows
 
 
 def supervised_rows(method: Any, views: dict, cfg: dict) -> list[dict]:
+    """The same encoder trained from scratch on the same labels, its lr and weight decay tuned on the same kind
+    of validation split (the fine-tuning grid), for a fixed number of steps."""
     rows = []
     for prop, (pool, test) in views.items():
         for budget in cfg["budgets"]:
             for seed in range(cfg["draws"]):
                 labeled = pool.subset(draw_budget(pool.labels, budget, seed))
-                acc = supervised_baseline(method, labeled, test, seed=seed, epochs=1, min_steps=cfg["supervised_steps"],
-                                          max_steps=cfg["supervised_steps"])["acc"]
+                from_scratch = lambda part, held, **kw: supervised_baseline(method, part, held, **kw)
+                acc, _ = tuned_training_protocol(from_scratch, labeled, test, seed, GRIDS["supervised"], epochs=1, min_steps=cfg["supervised_steps"],
+                                                 max_steps=cfg["supervised_steps"])
                 rows.append({"property": prop, "labels_per_class": budget, "seed": seed, "protocol": "supervised",
                              "acc": acc})
     return rows
@@ -183,7 +186,9 @@ def markdown(r: dict) -> str:
              f"{r['load_average_end']}. Pretraining: " +
              ", ".join(f"{n} {p['steps']} steps x {p['batch_size']} in {p['seconds']:.0f} s "
                        f"(load average {p['load_average']})" for n, p in pre.items()) +
-             f". Linear probe {cfg['probe_epochs']} epochs, kNN k={KNN_K}, supervised {cfg['supervised_steps']} steps; "
+             f". Linear probe and kNN tuned on a validation split of each draw's labels (lr x weight decay "
+             f"{len(LINEAR_GRID)} points, k of {[g['k'] for g in KNN_GRID]}); supervised {cfg['supervised_steps']} steps, "
+             f"lr and weight decay tuned the same way; "
              f"mean ± sample std over {cfg['draws']} label draws.", "",
              "## Few-label classification of object properties (object-centred 32x32 crops of test pokes)", "",
              "| property | encoder | " + " | ".join(f"linear@{b} | kNN@{b}" for b in budgets) + " |",
