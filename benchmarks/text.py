@@ -9,8 +9,8 @@ Pretraining data: GCIDE (Debian's dict-gcide, `selfsup.data.text.gcide`): about 
 ~29 MB of English prose, every 100th entry held out for the held-out curves; WordPiece vocabulary of 8,000
 trained on the training entries, 64 subwords per document.
 Budget (stated, `--minutes` / `--pair-minutes`): MLM and CLM pretrain for `minutes` each, the pair tasks (nsp,
-sop, mlm-nsp, mlm-sop) for `pair_minutes` each; minutes are turned into a step count by timing 5 steps of
-a throw-away copy first, so the warm-up and cosine schedule know their length (`--steps` fixes the count
+sop, mlm-nsp, mlm-sop) for `pair_minutes` each; minutes are turned into a step count by timing 10 steps of
+a throw-away copy first (lower quartile), so the warm-up and cosine schedule know their length (`--steps` fixes the count
 instead, for a repeatable run). The time spent on the curve points is not part of the budget.
 Model: a small BERT / GPT-2 (Hugging Face `transformers`) of `model` size, the same for every method.
 Curves: at `curve_points` evenly spaced steps, the held-out perplexity and token accuracy (MLM: masked-token
@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from selfsup.bench import typical_seconds
 from selfsup.data.splits import stratified_take
 from selfsup.data.text import TextData, fortunes, gcide
 from selfsup.evaluate.text import heldout_lm_metrics, summarize_rows, text_label_sweep
@@ -70,15 +71,13 @@ def one_step(method: Any, opt: torch.optim.Optimizer, batch: dict) -> tuple[torc
 
 
 def steps_for(method: Any, data: TextData, minutes: float, batch_size: int, max_steps: int) -> tuple[int, float]:
-    """The step count that `minutes` of training buys: 5 timed steps (after 2 untimed) on a throw-away copy."""
+    """The step count that `minutes` of training buys, timed on a throw-away copy (`typical_seconds`: the
+    lower quartile of 10 steps, so another job on the machine does not shrink the budget)."""
     trial = copy.deepcopy(method).train()
     opt = make_optimizer(trial.trainable_parameters(), trial.config)
     g = torch.Generator().manual_seed(12345)
-    for i in range(7):
-        if i == 2:
-            start = time.perf_counter()
-        one_step(trial, opt, data.batch(torch.randint(len(data), (batch_size,), generator=g)))
-    seconds = (time.perf_counter() - start) / 5
+    step = lambda: one_step(trial, opt, data.batch(torch.randint(len(data), (batch_size,), generator=g)))
+    [seconds] = typical_seconds([step], repeats=10)
     return max(1, min(max_steps, int(60 * minutes / seconds))), seconds
 
 

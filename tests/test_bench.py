@@ -1,7 +1,8 @@
 """The method table's bookkeeping: one baseline per way of feeding an encoder, equal compute budgets."""
 import torch
 
-from selfsup.bench import BenchConfig, baseline_key, calibrate, epochs_within
+from selfsup import bench
+from selfsup.bench import BenchConfig, baseline_key, calibrate, epochs_within, typical_seconds
 from selfsup.methods import build_method
 from conftest import synthetic_images
 
@@ -46,3 +47,18 @@ def test_calibration_times_the_method_and_its_bare_encoder():
     timing = calibrate("rotation", data, batch_size=16, repeats=1)
     assert timing["seconds_per_step"] > 0 and timing["bare_seconds_per_step"] > 0
     assert timing["images_per_s"] == 16 / timing["seconds_per_step"]
+
+
+def test_step_timing_ignores_calls_slowed_by_other_jobs(monkeypatch):
+    # a fake clock: the step costs 1 s and the bare step 0.5 s, but 3 of 12 rounds are slowed 10x by other jobs
+    clock = {"now": 0.0}
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock["now"])
+    slowdown = iter([10 if r in (3, 7, 11) else 1 for r in range(12) for _ in range(2)])  # one per call, in turn
+
+    def costing(seconds):
+        def step():
+            clock["now"] += seconds * next(slowdown)
+        return step
+
+    step_s, bare_s = typical_seconds([costing(1.0), costing(0.5)], repeats=12, warmup=0)
+    assert (step_s, bare_s) == (1.0, 0.5)  # a mean of the calls would say 3.25 s and 1.625 s

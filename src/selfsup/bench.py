@@ -31,7 +31,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -64,19 +64,35 @@ def image_methods() -> list[str]:
 
 
 # --- an equal compute budget per method ---------------------------------------------------------------
-def seconds_per_call(step: Callable[[], None], repeats: int, warmup: int = 2) -> float:
+def typical_seconds(steps: Sequence[Callable[[], None]], repeats: int = 15, warmup: int = 2) -> list[float]:
+    """Seconds per call of each of `steps`, measured so that a shared machine does not skew it.
+
+    The steps run in turn, `repeats` rounds after `warmup` untimed ones, so each sees the same load; every
+    call is timed alone and the lower quartile of its times is kept. Other processes only ever add time to
+    a call, so the fast calls are the ones that measured the step rather than the machine's load: a mean
+    of 5 calls under another job's load varied 1.7x between identical trials (issue 10's tuning log).
+    """
     for _ in range(warmup):
-        step()
-    start = time.perf_counter()
+        for step in steps:
+            step()
+    times: list[list[float]] = [[] for _ in steps]
     for _ in range(repeats):
-        step()
-    return (time.perf_counter() - start) / repeats
+        for step, recorded in zip(steps, times):
+            start = time.perf_counter()
+            step()
+            recorded.append(time.perf_counter() - start)
+    return [lower_quartile(t) for t in times]
 
 
-def calibrate(name: str, pool: Any, batch_size: int, repeats: int = 5, options: dict | None = None) -> dict:
+def lower_quartile(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 4]
+
+
+def calibrate(name: str, pool: Any, batch_size: int, repeats: int = 15, options: dict | None = None) -> dict:
     """Seconds per training step of method `name` (with Config `options`) on a real batch, and of a bare
-    step of its encoder (forward, backward, Adam) on the same images as the method feeds them, in one run
-    so both see the same machine load."""
+    step of its encoder (forward, backward, Adam) on the same images as the method feeds them, timed in
+    turn by `typical_seconds` so both see the same machine load."""
     from selfsup.train import make_optimizer
     torch.manual_seed(0)
     method = build_method(name, pool.spec, **(options or {})).train()
@@ -103,9 +119,10 @@ def calibrate(name: str, pool: Any, batch_size: int, repeats: int = 5, options: 
         loss.backward()
         encoder_opt.step()
 
-    step_s, bare_s = seconds_per_call(method_step, repeats), seconds_per_call(bare_step, repeats)
+    step_s, bare_s = typical_seconds([method_step, bare_step], repeats)
     return {"seconds_per_step": step_s, "bare_seconds_per_step": bare_s, "images_per_s": batch_size / step_s,
-            "bare_images_per_s": batch_size / bare_s, "batch_size": batch_size}
+            "bare_images_per_s": batch_size / bare_s, "batch_size": batch_size,
+            "timing": f"lower quartile of {repeats} timed steps each, in turn"}
 
 
 def epochs_within(minutes: float, seconds_per_step: float, steps_per_epoch: int, margin: float = 0.9) -> int:
