@@ -54,6 +54,16 @@ def test_unshuffled_stream_gives_the_in_memory_batches(folder, cache):
     assert torch.equal(data.batch(torch.tensor([5, 77])), memory.images[[5, 77]])
 
 
+def test_labels_come_from_the_side_file_without_a_pass_over_the_pixels(cache, monkeypatch):
+    stored = torch.tensor([int(x) for x in stream._read_column(cache, "label")])  # each stored item's own label
+    assert (stored == 0).any() and (stored == 1).any()  # both classes, and one file was skipped before them
+
+    def no_pixel_pass(*_):
+        raise AssertionError("labels read item by item")
+    monkeypatch.setattr(stream, "_read_column", no_pixel_pass)
+    assert torch.equal(stream.StreamedImages(cache).labels, stored)
+
+
 def test_shuffled_order_is_a_function_of_seed_and_epoch(cache):
     data = stream.StreamedImages(cache)
     memory = torch.cat(list(stream.stream_batches(data, BATCH, 0, 0, shuffle=False)))

@@ -47,9 +47,10 @@ from selfsup.utils import publish
 CACHE_ROOT = Path(os.environ.get("SELFSUP_STREAM_CACHE", Path.home() / ".cache" / "selfsup" / "stream"))
 SAMPLE_HEADERS = 1000  # headers read to infer size and colour
 CHUNK_BYTES = "64MB"  # LitData chunk size: what one worker holds in memory at a time
-FORMAT = 1  # bump when the cache's layout changes, so old caches are not reused
+FORMAT = 2  # bump when the cache's layout changes, so old caches are not reused
 STREAM_ABOVE_BYTES = 4 << 30  # `stream="auto"` streams a folder whose decoded images would take more than this
 META = "selfsup_cache.json"
+LABELS = "selfsup_labels.npy"  # the stored items' labels in stream order (-1 unlabeled): no pass over the pixels
 
 
 def _require_litdata():
@@ -172,11 +173,11 @@ def build_cache(path: str | Path, size: int | None = None, channels: int | None 
         shutil.rmtree(tmp, ignore_errors=True)
         raise SelfSupError(f"none of the {len(plan.items)} image files in {plan.root} could be decoded")
     skipped = len(plan.items) - stored
-    if skipped:
-        kept = {int(p) for p in _read_column(tmp, "position")}
-        names = [rel for i, (rel, _) in enumerate(plan.items) if i not in kept]
-    else:
-        names = []
+    # the cache keeps the input order (keep_data_ordered), so the kept items are the plan's minus the skipped
+    kept = sorted(int(p) for p in _read_column(tmp, "position")) if skipped else range(len(plan.items))
+    kept_set = set(kept)
+    names = [rel for i, (rel, _) in enumerate(plan.items) if i not in kept_set] if skipped else []
+    np.save(tmp / LABELS, np.array([plan.items[i][1] for i in kept], dtype=np.int64))
     meta = {"format": FORMAT, "folder": str(plan.root.resolve()), "fingerprint": plan.fingerprint,
             "size": plan.size, "channels": plan.channels, "size_rule": plan.size_rule,
             "channels_rule": plan.channels_rule, "classes": plan.classes, "images": stored, "skipped": names,
@@ -233,7 +234,7 @@ class StreamedImages:
         if not self.meta["labeled"]:
             return None
         if self._labels is None:
-            self._labels = torch.tensor([int(x) for x in _read_column(self.cache, "label")], dtype=torch.int64)
+            self._labels = torch.from_numpy(np.load(self.cache / LABELS))
         return self._labels
 
     def batch(self, index: torch.Tensor) -> torch.Tensor:
