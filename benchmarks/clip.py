@@ -65,6 +65,27 @@ def examples(run_dir: Path, test_pairs) -> list[dict]:
             for i, row in zip(pick.tolist(), rows)]
 
 
+def base_name(caption: str) -> str:
+    """The emoji's name without its skin-tone or gender qualifier: "an emoji of kiss: man, man, ..." -> "kiss"."""
+    name = caption.removeprefix("an emoji of ")
+    return name.split(":")[0] if ":" in name else name.split(",")[0]
+
+
+@torch.no_grad()
+def retrieval_by_novelty(run_dir: Path, splits) -> dict:
+    """Image -> text recall@k over the whole held-out pool, reported apart for the test emoji whose base emoji
+    has a variant (another skin tone, gender or pairing) among the training pairs and for the wholly new ones:
+    the first can be matched by its base shape and colour words learned in training, the second cannot."""
+    from selfsup.evaluate.zero_shot import image_embeddings, text_embeddings
+    method, test = selfsup.load_run(run_dir), splits.test
+    sim = image_embeddings(method, test) @ text_embeddings(method, test.captions).T
+    rank = (sim >= sim.diagonal()[:, None]).sum(1) - 1  # ties count against the partner, as in `retrieval`
+    trained = {base_name(c) for c in splits.train.captions}
+    variant = torch.tensor([base_name(c) in trained for c in test.captions])
+    return {part: {"n": int(keep.sum()), **{f"i2t_R@{k}": (rank[keep] < k).float().mean().item() for k in (1, 5, 10)}}
+            for part, keep in (("variant of a training emoji", variant), ("new emoji", ~variant))}
+
+
 def run(cfg: dict, out: Path, name: str) -> dict:
     t0 = time.perf_counter()
     load_before = load_average()
@@ -84,7 +105,9 @@ def run(cfg: dict, out: Path, name: str) -> dict:
     results["summary"] = evaluation["summary"]
     results["language_image"] = evaluation["language_image"]
     results["test_size"] = evaluation["test_size"]
-    test = emoji().test
+    splits = emoji()
+    test = splits.test
+    results["retrieval_by_novelty"] = retrieval_by_novelty(run_dir, splits)
     counts = torch.bincount(test.labels, minlength=len(test.classes))
     results["test_groups"] = dict(zip(test.classes, counts.tolist()))
     results["majority_rate"] = counts.max().item() / len(test)
@@ -124,7 +147,11 @@ def markdown(r: dict) -> str:
               "| direction | R@1 | R@5 | R@10 |", "|---|---|---|---|",
               "| image → text | " + " | ".join(f"{100 * ret[f'i2t_R@{k}']:.1f}" for k in (1, 5, 10)) + " |",
               "| text → image | " + " | ".join(f"{100 * ret[f't2i_R@{k}']:.1f}" for k in (1, 5, 10)) + " |",
-              "", f"Chance R@1 is {100 / ret['n']:.2f} %.", "",
+              "", f"Chance R@1 is {100 / ret['n']:.2f} %. Image → text over the same pool, split by whether the "
+              "test emoji's base emoji (its name before any skin-tone or gender qualifier) has a variant among the "
+              "training pairs:", "", "| test emoji | n | R@1 | R@5 | R@10 |", "|---|---|---|---|---|",
+              *(f"| {part} | {v['n']} | " + " | ".join(f"{100 * v[f'i2t_R@{k}']:.1f}" for k in (1, 5, 10)) + " |"
+                for part, v in r["retrieval_by_novelty"].items()), "",
               "## Probes of the image encoder (9 emoji groups; accuracy in %, mean ± std over seeds "
               f"{cfg['seeds']})", "",
               f"The test set is unbalanced ({', '.join(f'{k} {v}' for k, v in r['test_groups'].items())}: skin-tone "
