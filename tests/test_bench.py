@@ -62,3 +62,12 @@ def test_step_timing_ignores_calls_slowed_by_other_jobs(monkeypatch):
 
     step_s, bare_s = typical_seconds([costing(1.0), costing(0.5)], repeats=12, warmup=0)
     assert (step_s, bare_s) == (1.0, 0.5)  # a mean of the calls would say 3.25 s and 1.625 s
+
+
+def test_later_pretraining_seeds_reuse_the_first_seeds_epochs(tmp_path):
+    (tmp_path / "methods").mkdir()
+    assert bench.first_seed_epochs(tmp_path, "mocov2", BenchConfig()) is None  # seed 0 has not run
+    (tmp_path / "methods" / "mocov2.json").write_text('{"epochs": 37, "minutes_budget": 10.0}')
+    assert bench.first_seed_epochs(tmp_path, "mocov2", BenchConfig()) == 37
+    assert bench.first_seed_epochs(tmp_path, "mocov2", BenchConfig(minutes=30.0)) is None  # another budget
+    assert bench.first_seed_epochs(tmp_path, "simclr", BenchConfig()) is None

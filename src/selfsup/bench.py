@@ -190,6 +190,8 @@ def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_se
     timing = calibrate(name, pool, batch_size)
     steps_per_epoch = len(pool) // batch_size
     epochs = 1 if cfg.quick else epochs_within(cfg.minutes, timing["seconds_per_step"], steps_per_epoch)
+    reused = first_seed_epochs(out, name, cfg) if pretrain_seed > 0 else None
+    epochs = reused or epochs
     load_before = load_average()
     t0 = time.perf_counter()
     result = pretrain(name, data=cls.default_data, epochs=epochs, pool_size=len(pool), seed=pretrain_seed,
@@ -206,6 +208,7 @@ def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_se
     return {"method": name, "pretrain_seed": pretrain_seed, "pretrain_data": cls.default_data, "pool": len(pool),
             "epochs": epochs, "batch_size": batch_size, "minutes_budget": cfg.minutes, "encoder": method.config.encoder,
             "encoder_kwargs": method.config.encoder_kwargs, "baseline_key": key, "calibration": timing,
+            "epochs_from": "seed 0" if reused else "calibration",
             "pretrain_seconds": pretrain_s, "images_per_s": result.images_per_s, "load_average_before": load_before,
             "load_average_after": load_average(), "monitor": monitor_curve(result.run_dir),
             "pretext": {k: v for k, v in result.final.items() if k.startswith("train/") and "step" not in k},
@@ -377,6 +380,16 @@ def plot_label_efficiency(results: list[dict], baselines: dict, path: Path) -> N
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def first_seed_epochs(out: Path, name: str, cfg: BenchConfig) -> int | None:
+    """The epochs that pretraining seed 0 of `name` ran under the same budget, if it has run: later seeds
+    reuse them, so the spread over seeds holds no calibration noise (it varied 1.7x under load)."""
+    first = result_path(out, name, 0)
+    if cfg.quick or not first.exists():
+        return None
+    earlier = json.loads(first.read_text())
+    return earlier["epochs"] if earlier.get("minutes_budget") == cfg.minutes else None
 
 
 def result_path(out: Path, name: str, pretrain_seed: int) -> Path:
