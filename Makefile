@@ -44,7 +44,7 @@ clean-venv:
 	rm -rf $(VENV)
 
 # What benchmarks/gpu_run.sh installs on a GPU machine that has torch, torchvision, lightning and transformers but
-# no package registry: pure-Python wheels (kornia, lightly, tensorboardX, protobuf's pure-Python build),
+# no package registry: pure-Python wheels (kornia, lightly, tensorboardX), protobuf (abi3, x86_64 Linux),
 # kornia's compiled companion kornia_rs for CPython 3.12, a wheel of selfsup, and the Fashion-MNIST IDX files.
 GPU_WHEELS ?= build/gpu-wheels
 GPU_PY ?= 3.12

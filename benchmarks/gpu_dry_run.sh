@@ -28,7 +28,11 @@ WHEELS=build/gpu-wheels
 mkdir -p "$DRY"
 DRY=$(cd "$DRY" && pwd)
 
-[ -e "$WHEELS"/lightly-*.whl ] || make gpu-wheels
+# The carried wheels, made again when missing or when selfsup's sources changed since its wheel was built.
+if ! ls "$WHEELS"/lightly-*.whl "$WHEELS"/selfsup-*.whl >/dev/null 2>&1 \
+        || [ -n "$(find src pyproject.toml -newer "$(ls "$WHEELS"/selfsup-*.whl | head -1)" -print -quit)" ]; then
+    make gpu-wheels
+fi
 
 if [ ! -e "$DRY/system/.installed" ]; then
     echo "== the stand-in for the GPU machine's system packages: $DRY/system"
@@ -46,9 +50,11 @@ done
 
 echo "== the carried wheels, kornia_rs swapped for the python of this dry run: $DRY/wheels"
 PY_VERSION=$("$DRY/system/bin/python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+KORNIA_RS_VERSION=$(basename "$WHEELS"/kornia_rs-*.whl | cut -d- -f2)  # the version the GPU machine gets
 mkdir -p "$DRY/kornia-rs-py$PY_VERSION"
-ls "$DRY/kornia-rs-py$PY_VERSION"/kornia_rs-*.whl >/dev/null 2>&1 || "$DRY/system/bin/python" -m pip download \
-    -q --no-deps --only-binary=:all: -d "$DRY/kornia-rs-py$PY_VERSION" kornia-rs
+ls "$DRY/kornia-rs-py$PY_VERSION"/kornia_rs-"$KORNIA_RS_VERSION"-*.whl >/dev/null 2>&1 || \
+    "$DRY/system/bin/python" -m pip download -q --no-deps --only-binary=:all: -d "$DRY/kornia-rs-py$PY_VERSION" \
+    "kornia-rs==$KORNIA_RS_VERSION"
 rm -rf "$DRY/wheels" && mkdir "$DRY/wheels"
 for path in "$PWD/$WHEELS"/* "$DRY/kornia-rs-py$PY_VERSION"/kornia_rs-*.whl; do
     case $path in "$PWD/$WHEELS"/kornia_rs-*) continue;; esac
