@@ -13,7 +13,9 @@
 #   `make gpu-wheels` carries for the GPU machine is left as it is).
 # - torch $TORCH_SPEC (default the CPU build 2.13.0 here) instead of 2.11 (CUDA); where the CPU index is
 #   reachable, TORCH_SPEC='torch==2.11.*' TORCHVISION_SPEC='torchvision==0.26.*'
-#   TORCH_INDEX=https://download.pytorch.org/whl/cpu gives the GPU machine's torch, without CUDA.
+#   TORCH_INDEX=https://download.pytorch.org/whl/cpu gives the GPU machine's torch, without CUDA. torchvision must
+#   be the build of that same torch: PyPI's torchvision (a CUDA build) beside a +cpu torch does not import, so
+#   on a machine that reaches PyPI only, the stand-in cannot be built yet (checked below, with a message).
 # - The "system" is a venv ($DRY/system); the venv gpu_run.sh installs into ($DRY/gpu-venv, made afresh each
 #   run) sees its packages through a .pth file, as `venv --system-site-packages` sees a system python's.
 # Results go to $DRY/results (gitignored), never to benchmarks/results/.
@@ -42,6 +44,11 @@ if [ ! -e "$DRY/system/.installed" ]; then
         "$TORCH_SPEC" "$TORCHVISION_SPEC" lightning timm transformers
     touch "$DRY/system/.installed"
 fi
+# A torchvision built for another torch (PyPI's CUDA build beside a +cpu torch) fails as soon as lightning imports
+# it ("operator torchvision::nms does not exist"): the two must come from the same index.
+"$DRY/system/bin/python" -c "import torch, torchvision, lightning" >/dev/null 2>&1 || {
+    echo "$DRY/system: torchvision does not import beside its torch; install both from one index, e.g." \
+         "TORCH_INDEX=https://download.pytorch.org/whl/cpu, after removing $DRY/system" >&2; exit 2; }
 for absent in kornia lightly selfsup; do  # what the GPU machine lacks must be lacking here too
     if "$DRY/system/bin/python" -c "import $absent" 2>/dev/null; then
         echo "$DRY/system has $absent, which the GPU machine lacks: remove $DRY/system and rerun" >&2; exit 2
