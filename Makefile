@@ -14,7 +14,7 @@ DEBIAN_DATA := dataset-fashion-mnist dict-gcide fonts-noto-color-emoji fortunes 
 DEBIAN_TOOLS := chromium
 SYSTEM_DEPS := $(DEBIAN_DATA) $(DEBIAN_TOOLS)
 
-.PHONY: demo test bench system-deps venv clean-venv gpu-wheels
+.PHONY: demo test bench system-deps venv clean-venv gpu-wheels gpu-dry-run
 
 system-deps:
 	@dpkg -s $(SYSTEM_DEPS) >/dev/null 2>&1 || { \
@@ -44,7 +44,7 @@ clean-venv:
 	rm -rf $(VENV)
 
 # What benchmarks/gpu_run.sh installs on a GPU machine that has torch, torchvision, lightning and transformers but
-# no package registry: pure-Python wheels (kornia, lightly, tensorboardX, protobuf's pure-Python build),
+# no package registry: pure-Python wheels (kornia, lightly, tensorboardX), protobuf (abi3, x86_64 Linux),
 # kornia's compiled companion kornia_rs for CPython 3.12, a wheel of selfsup, and the Fashion-MNIST IDX files.
 GPU_WHEELS ?= build/gpu-wheels
 GPU_PY ?= 3.12
@@ -57,3 +57,9 @@ gpu-wheels:
 		--platform manylinux2014_x86_64 --only-binary=:all: kornia-rs
 	$(WHEEL_PY) -m pip wheel --no-deps -q -w $(GPU_WHEELS) .
 	cp /usr/share/datasets/fashion-mnist/*.gz $(GPU_WHEELS)/fashion-mnist/
+
+# The GPU run's one command, rehearsed here on the CPU (benchmarks/gpu_dry_run.sh): a stand-in for the GPU
+# machine's packages (torch, torchvision, lightning, timm, transformers; no kornia, no lightly), gpu_run.sh
+# installing the carried wheels into a venv over it, then every part of gpu.py --quick, lightly's half included.
+gpu-dry-run:
+	nice -n 19 bash benchmarks/gpu_dry_run.sh

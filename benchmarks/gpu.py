@@ -160,6 +160,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-lightly", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"gpu.py: --device {args.device} asked, but torch {torch.__version__} sees no CUDA device "
+                         "here; run it on the GPU machine, or pass --device cpu for a smoke run")
     args.precision = args.precision or ("bf16-mixed" if args.device.startswith("cuda") else "32-true")
     if args.quick:
         args.epochs, args.batch_size, args.steps, args.speedrun_epochs, args.workers = 1, 64, 2, 1, 0

@@ -68,3 +68,13 @@ def test_upscaled_images_keep_labels_and_uint8():
     assert torch.equal(big.labels, data.labels) and gpu.upscaled(data, 28) is data
     flat = type(data)(torch.full((2, 1, 28, 28), 77, dtype=torch.uint8))
     assert (gpu.upscaled(flat, 32).images == 77).all()  # bilinear resizing keeps a flat image flat
+
+
+def test_cuda_asked_on_a_machine_without_cuda_refuses_in_one_line_before_reading_data(tmp_path, monkeypatch):
+    gpu = load_script()
+    monkeypatch.setattr(gpu.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit) as refused:
+        gpu.main(["--device", "cuda", "--data-root", str(tmp_path / "no-data-here"), "--out", str(tmp_path / "out")])
+    message = str(refused.value)
+    assert "--device cuda" in message and "no CUDA device" in message and "--device cpu" in message
+    assert "\n" not in message and not (tmp_path / "out").exists()
