@@ -119,7 +119,8 @@ def order_accuracy(method: Any, clips: Any) -> dict[str, float]:
     result = {"prior": 1 - method.config.positive_fraction}
     for key, fraction in (("acc", method.config.positive_fraction), ("balanced_acc", 0.5)):
         tuples, labels, _ = order_tuples(frames, fraction, generator=torch.Generator().manual_seed(0),
-                                         motion_weighting=method.config.motion_weighting)
+                                         motion_weighting=method.config.motion_weighting,
+                                         min_difference=method.config.min_difference)
         result[key] = (method.logits(tuples).argmax(1) == labels).float().mean().item()
     return result
 
