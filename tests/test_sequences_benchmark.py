@@ -25,13 +25,12 @@ def fake_rows(base: float, cfg: dict, protocols=("linear", "knn")) -> list[dict]
 
 def fake_unit(name: str, seed: int, cfg: dict) -> dict:
     unit = {"pretrain": {"seconds": 1.0, "steps": 5, "batch_size": 16, "load_average": [0.1, 0.1, 0.1]},
-            "rows": fake_rows(0.5 + 0.1 * seed, cfg)}
+            "rows": fake_rows(0.5 + 0.1 * seed, cfg), "random_init_rows": fake_rows(0.4, cfg)}
     if name == "temporal-order":
         unit["pretext"] = {"prior": 0.75, "acc": 0.8, "balanced_acc": 0.6}
     if name == "tracking-colorization":
         iou = {"iou": 0.5, "copy_first_iou": 0.3}
-        unit |= {"random_init_rows": fake_rows(0.4, cfg), "tracking": {"previous": iou, "first": iou},
-                 "tracking_random_init": iou}
+        unit |= {"tracking": {"previous": iou, "first": iou}, "tracking_random_init": iou}
     return unit
 
 
@@ -44,8 +43,6 @@ def fake_work(bench, monkeypatch):
     monkeypatch.setattr(bench, "pretrain_unit", lambda name, seed, data, cfg, weights:
                         calls.append((name, seed)) or fake_unit(name, seed, cfg))
     monkeypatch.setattr(bench, "build_method", lambda name, spec: name)
-    monkeypatch.setattr(bench, "frozen_rows", lambda method, pool, test, cfg: calls.append(("frozen", method))
-                        or fake_rows(0.3, cfg))
     monkeypatch.setattr(bench, "supervised_rows", lambda method, pool, test, cfg: calls.append(("supervised", method))
                         or fake_rows(0.6, cfg, ("supervised",)))
     monkeypatch.setattr(bench, "seed0_figure", lambda data, weights, path: None)

@@ -107,3 +107,8 @@ def test_the_default_class_ratio_is_the_papers_quarter_of_positives() -> None:
     _, labels, _ = order_tuples(clips, method.config.positive_fraction, generator=torch.Generator().manual_seed(0),
                                 min_difference=method.config.min_difference)
     assert labels.sum() == 16
+
+
+def test_the_default_encoder_has_batch_norm_like_the_authors_caffenet() -> None:
+    method = build_method("temporal-order", DataSpec("video", 1, 16, 16, frames=6))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in method.encoder.modules())
