@@ -17,6 +17,8 @@ Normalization", github.com/imisra/shuffle-tuple); without it, the one-seed bench
 loss 0.562 = the entropy of the 25/75 class prior, pretext accuracy 0.75: the classifier had only learned the prior.
 
 Deviations: frames come from 8-frame sprite clips (the paper: UCF101 at 227x227 with CaffeNet);
+the five frames are any five of the clip's eight (the paper bounds the gaps between them in long videos);
+frame differences stand in for optical-flow magnitude, and a mean absolute difference for the SSD test;
 Adam 1e-3 instead of SGD; the classifier sees the encoder's pooled features, not fc7.
 """
 from __future__ import annotations
