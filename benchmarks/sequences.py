@@ -1,24 +1,35 @@
-"""Benchmark of the sequence and motion methods (issue 6) on 2 CPU cores, in about 10 minutes.
+"""Benchmark of the sequence and motion methods (issues 6 and 11) on 2 CPU cores, 3 pretraining seeds.
 
     .venv/bin/python benchmarks/sequences.py            # the full run; writes benchmarks/results/sequences.*
     .venv/bin/python benchmarks/sequences.py --quick    # a smoke run (tiny budgets) into /tmp/sequences-quick
+
+Resumable: every finished unit (one method pretrained with one seed and evaluated with its random init of
+that seed; the supervised rows of one encoder) is written at once into `sequences.json` (weights as safetensors under
+`sequences_runs/`); a rerun with the same configuration skips what is done. `--fresh` starts over.
 
 Rows:
 - temporal-order, cpc-sequence, tracking-colorization: pretrained on moving-sprites clips (Fashion-MNIST
   train objects), evaluated on few-label frame classification: object-centred 48x48 frames from held-out
   clips of Fashion-MNIST *test* objects, a linear probe and kNN on frozen features with 10 and 100 labelled
-  frames per class, against a random-init encoder (same probe) and the supervised baseline (the same
-  encoder trained from scratch on the same labels, `selfsup.evaluate.supervised_baseline`).
-  tracking-colorization's encoder stops at conv2 (the blocks its loss trains; the other two read conv3),
-  so it gets its own random-init and supervised rows of that shorter encoder.
+  frames per class, each against its own random-init encoder (the same architecture untrained, same seed,
+  same probe) and a supervised baseline (that encoder trained from scratch on the same labels,
+  `selfsup.evaluate.supervised_baseline`): temporal-order's convnet has BatchNorm (the authors' model),
+  cpc-sequence's has not, tracking-colorization's stops at conv2 (the blocks its loss trains).
+- temporal-order also: its pretext accuracy on tuples of the held-out clips, against the class prior.
 - tracking-colorization also: mask IoU (DAVIS J) of propagating the first frame's masks through held-out
   colour clips with the learned attention, no further training, against copying the first-frame mask
   and against the attention of a random-init network.
 - egomotion vs egomotion-invariant (the paper's slowness baseline) and random init: pretrained on view
   pairs of the simulated agent, evaluated on Fashion-MNIST test images with 10 / 100 labels per class.
 
+Fairness: the linear probe, kNN and the supervised baseline choose their hyperparameters on a validation
+split of each draw's labels (`selfsup.evaluate.tuning`), never the test set. Every pretrained or random-init
+encoder of each of `seeds` seeds is probed on the same `draws` label draws per budget (`draw_budget`);
+the supervised baseline is trained once per draw. Tables give mean ± sample std over all of them (n stated).
 Every method gets the same optimiser settings as `selfsup pretrain` (its Config, cosine schedule) and a
-fixed number of steps, stated in the output. One seed (0): differences of a point or two are noise.
+fixed number of steps; every timing is stored with the load average.
+Budget: the full run is sized for about 25-35 minutes on 2 quiet cores, all 3 seeds (see FULL's comment:
+the step counts are an estimate from the one-seed run's timings until a full run records its wall time).
 """
 from __future__ import annotations
 
@@ -37,48 +48,82 @@ from selfsup.data.egomotion import MOTIONS, make_egomotion_pairs
 from selfsup.data.sources import fashion_mnist
 from selfsup.data.splits import stratified_take
 from selfsup.data.sprites import make_sprite_clips, object_frames
+from selfsup.evaluate.budgets import tuned_feature_protocols, tuned_training_protocol
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import fresh_copy, supervised_baseline
-from selfsup.evaluate.knn import knn_classify
-from selfsup.evaluate.linear import linear_probe
 from selfsup.evaluate.propagation import propagate_masks, tracking_iou
+from selfsup.evaluate.sweep import draw_budget, mean_and_std, summarize
+from selfsup.evaluate.tuning import GRIDS, KNN_GRID, LINEAR_GRID
 from selfsup.methods.base import build_method
+from selfsup.methods.temporal_order import order_tuples
+from selfsup.runs import load_weights, save_weights
 from selfsup.train import train_steps
-from selfsup.utils import atomic_write_text
+from selfsup.utils import atomic_write_text, load_average
+from selfsup.views import to_float
 
 # Steps per method: about the same wall time each (a temporal-order step sees 192 frames, CPC 256,
-# colourisation 64, egomotion 256 images of 28x28).
-FULL = {"train_clips": 2000, "test_clips": 400, "ego_pairs": 20000,
-        "steps": {"temporal-order": 400, "cpc-sequence": 300, "tracking-colorization": 600, "egomotion": 600,
-                  "egomotion-invariant": 600},
-        "budgets": [10, 100], "supervised_steps": 300, "probe_epochs": 100}
-QUICK = {"train_clips": 200, "test_clips": 60, "ego_pairs": 1000,
-         "steps": {name: 10 for name in FULL["steps"]}, "budgets": [10], "supervised_steps": 10, "probe_epochs": 5}
-BATCH = {"temporal-order": 64, "cpc-sequence": 32, "tracking-colorization": 32, "egomotion": 128,
-         "egomotion-invariant": 128}
-KNN_K = 20  # few labels: 200 neighbours would exceed the 100-frame budget
+# colourisation 64, egomotion 256 images of 28x28). Sized for the whole run (3 seeds) to take 25-35 minutes
+# on 2 quiet cores, from the one-seed run's one-thread timings (temporal-order 0.63 s a step, CPC 0.91,
+# colourisation 0.55, egomotion 0.16) assumed 1.4x faster on two threads: pretraining about 7 minutes a
+# seed; the tuned supervised rows (6-point grid + refit, 3 draws, 2 budgets, 4 encoders, about 0.05 s a
+# step on 48x48 frames) about 11 minutes; probes and data about 3.
+# An estimate until the full run records its wall time; the one-seed run used 400 / 300 / 600 / 600 steps.
+FULL = {"train_clips": 2000, "test_clips": 400, "ego_pairs": 20000, "fashion_pool": 20000, "fashion_test_per_class": 200,
+        "steps": {"temporal-order": 250, "cpc-sequence": 180, "tracking-colorization": 300, "egomotion": 250,
+                  "egomotion-invariant": 250},
+        "batch": {"temporal-order": 64, "cpc-sequence": 32, "tracking-colorization": 32, "egomotion": 128,
+                  "egomotion-invariant": 128},
+        "budgets": [10, 100], "draws": 3, "seeds": 3, "supervised_steps": 100}
+QUICK = {"train_clips": 200, "test_clips": 60, "ego_pairs": 1000, "fashion_pool": 1000, "fashion_test_per_class": 20,
+         "steps": {name: 5 for name in FULL["steps"]}, "batch": {name: 16 for name in FULL["batch"]},
+         "budgets": [10], "draws": 2, "seeds": 2, "supervised_steps": 5}
+SEQUENCE_METHODS = ("temporal-order", "cpc-sequence", "tracking-colorization")
+EGO_METHODS = ("egomotion", "egomotion-invariant")
+PRETRAINING_DATA = {"temporal-order": "gray_train", "cpc-sequence": "gray_train",
+                    "tracking-colorization": "color_train", "egomotion": "ego_train", "egomotion-invariant": "ego_train"}
+EVALUATION = {name: "frames" for name in SEQUENCE_METHODS} | {name: "fashion" for name in EGO_METHODS}
 
 
-def few_label_rows(method: Any, pool: ImageData, test: ImageData, budgets: list[int], cfg: dict) -> dict:
-    """Linear probe and kNN on frozen features, for each label budget (seeded, stratified)."""
+def frozen_rows(method: Any, pool: ImageData, test: ImageData, cfg: dict) -> list[dict]:
+    """Linear probe and kNN on frozen features, each tuned on a validation split of the drawn labels (never the
+    test frames): one row per budget, draw and protocol. Every encoder sees the same draws."""
     pool_x, test_x = extract_features(method, pool), extract_features(method, test)
-    rows = {}
-    for per_class in budgets:
-        index = stratified_take(pool.labels, per_class=per_class, generator=torch.Generator().manual_seed(0))
-        x, y = pool_x[index], pool.labels[index]
-        rows[str(per_class)] = {
-            "linear": linear_probe(x, y, test_x, test.labels, epochs=cfg["probe_epochs"])["acc"],
-            "knn": knn_classify(x, y, test_x, test.labels, k=KNN_K)["acc"]}
+    rows = []
+    for budget in cfg["budgets"]:
+        for seed in range(cfg["draws"]):
+            index = draw_budget(pool.labels, budget, seed)
+            accs, _ = tuned_feature_protocols(pool_x[index], pool.labels[index], test_x, test.labels,
+                                              ("linear", "knn"), seed)
+            rows += [{"labels_per_class": budget, "draw": seed, "protocol": p, "acc": a} for p, a in accs.items()]
     return rows
 
 
-def supervised_rows(method: Any, pool: ImageData, test: ImageData, budgets: list[int], cfg: dict) -> dict:
-    rows = {}
-    for per_class in budgets:
-        index = stratified_take(pool.labels, per_class=per_class, generator=torch.Generator().manual_seed(0))
-        result = supervised_baseline(method, pool.subset(index), test, epochs=1, min_steps=cfg["supervised_steps"])
-        rows[str(per_class)] = {"finetune": result["acc"]}
+def supervised_rows(method: Any, pool: ImageData, test: ImageData, cfg: dict) -> list[dict]:
+    """The same encoder trained from scratch on the same labels, its lr and weight decay tuned on the same kind
+    of validation split (the fine-tuning grid), for a fixed number of steps; one run per draw."""
+    rows = []
+    for budget in cfg["budgets"]:
+        for seed in range(cfg["draws"]):
+            labeled = pool.subset(draw_budget(pool.labels, budget, seed))
+            from_scratch = lambda part, held, **kw: supervised_baseline(method, part, held, **kw)
+            acc, _ = tuned_training_protocol(from_scratch, labeled, test, seed, GRIDS["supervised"], epochs=1,
+                                             min_steps=cfg["supervised_steps"], max_steps=cfg["supervised_steps"])
+            rows.append({"labels_per_class": budget, "draw": seed, "protocol": "supervised", "acc": acc})
     return rows
+
+
+@torch.no_grad()
+def order_accuracy(method: Any, clips: Any) -> dict[str, float]:
+    """Temporal-order pretext accuracy on one tuple per held-out clip, at the training class ratio (against
+    always answering "shuffled", the class prior) and on balanced tuples (chance 0.5)."""
+    frames = to_float(clips.clips)
+    result = {"prior": 1 - method.config.positive_fraction}
+    for key, fraction in (("acc", method.config.positive_fraction), ("balanced_acc", 0.5)):
+        tuples, labels, _ = order_tuples(frames, fraction, generator=torch.Generator().manual_seed(0),
+                                         motion_weighting=method.config.motion_weighting,
+                                         min_difference=method.config.min_difference)
+        result[key] = (method.logits(tuples).argmax(1) == labels).float().mean().item()
+    return result
 
 
 def sprite_data(cfg: dict) -> dict[str, Any]:
@@ -90,114 +135,155 @@ def sprite_data(cfg: dict) -> dict[str, Any]:
             "gray_test": make(test, cfg["test_clips"], 1, False),
             "color_train": make(train, cfg["train_clips"], 2, True),
             "color_test": make(test, cfg["test_clips"], 3, True)}
-    data["frames_pool"] = object_frames(data["gray_train"], frames_per_object=2, name="sprite-frames-pool")
-    data["frames_test"] = object_frames(data["gray_test"], frames_per_object=1, name="sprite-frames-test")
+    data["frames"] = (object_frames(data["gray_train"], frames_per_object=2, name="sprite-frames-pool"),
+                      object_frames(data["gray_test"], frames_per_object=1, name="sprite-frames-test"))
     data["ego_train"] = make_egomotion_pairs(train.images, train.labels, cfg["ego_pairs"], classes=train.classes)
     g = torch.Generator().manual_seed(0)
-    data["fashion_pool"] = train.subset(torch.randperm(len(train), generator=g)[:20000])
-    data["fashion_test"] = test.subset(stratified_take(test.labels, per_class=200, generator=g))
+    data["fashion"] = (train.subset(torch.randperm(len(train), generator=g)[:cfg["fashion_pool"]]),
+                       test.subset(stratified_take(test.labels, per_class=cfg["fashion_test_per_class"], generator=g)))
     return data
 
 
-def run(cfg: dict, out: Path, threads: int) -> dict:
+def pretrain_unit(name: str, seed: int, data: dict, cfg: dict, weights: Path) -> dict:
+    """Pretrain `name` with `seed` and evaluate it and its random init (the same encoder untrained, same seed,
+    fed as the method feeds it: temporal-order's has BatchNorm, tracking-colorization's stops at conv2)."""
+    source = data[PRETRAINING_DATA[name]]
+    torch.manual_seed(seed)
+    method = build_method(name, source.spec)
+    random_init = fresh_copy(method, seed=seed)
+    unit = {"pretrain": train_steps(method, source, cfg["steps"][name], cfg["batch"][name], seed=seed) | {
+        "load_average": load_average(), "steps": cfg["steps"][name], "batch_size": cfg["batch"][name]}}
+    save_weights(method, weights / f"{name}-seed{seed}.safetensors")
+    unit["rows"] = frozen_rows(method, *data[EVALUATION[name]], cfg)
+    unit["random_init_rows"] = frozen_rows(random_init, *data[EVALUATION[name]], cfg)
+    if name == "temporal-order":
+        unit["pretext"] = order_accuracy(method, data["gray_test"])
+    if name == "tracking-colorization":
+        unit["tracking"] = {ref: tracking_iou(method, data["color_test"], reference=ref) for ref in ("previous", "first")}
+        unit["tracking_random_init"] = tracking_iou(random_init, data["color_test"], reference="first")
+    return unit
+
+
+def run(cfg: dict, out: Path, threads: int, fresh: bool) -> dict:
     torch.set_num_threads(threads)
+    out.mkdir(parents=True, exist_ok=True)
+    path, weights = out / "sequences.json", out / "sequences_runs"
+    weights.mkdir(exist_ok=True)
+    results: dict[str, Any] = {}
+    if path.is_file() and not fresh:
+        results = json.loads(path.read_text())
+        if results.get("config") != cfg:
+            sys.exit(f"{path} was made with another configuration: rerun with --fresh (or another --out)")
+    results.setdefault("config", cfg)
+    results.setdefault("units", {})
+    results.update({"threads": threads, "machine": platform.processor() or platform.machine(),
+                    "torch": torch.__version__})
+    units = results["units"]
+    save = lambda: atomic_write_text(path, json.dumps(results, indent=1))
     t0 = time.perf_counter()
     data = sprite_data(cfg)
-    results: dict[str, Any] = {"config": cfg, "threads": threads, "machine": platform.processor() or platform.machine(),
-                               "torch": torch.__version__, "data_seconds": time.perf_counter() - t0, "rows": {}}
-    methods = {}
-    for name, train in [("temporal-order", data["gray_train"]), ("cpc-sequence", data["gray_train"]),
-                        ("tracking-colorization", data["color_train"])]:
-        torch.manual_seed(0)
-        method = build_method(name, train.spec)
-        random_init = fresh_copy(method, seed=0)
-        row = {"pretrain": train_steps(method, train, cfg["steps"][name], BATCH[name]), "batch_size": BATCH[name],
-               "steps": cfg["steps"][name]}
-        row["frames"] = few_label_rows(method, data["frames_pool"], data["frames_test"], cfg["budgets"], cfg)
-        if name == "temporal-order":  # temporal-order and cpc-sequence: the same grey convnet, one random-init row
-            results["rows"]["random-init-frames"] = few_label_rows(random_init, data["frames_pool"],
-                                                                  data["frames_test"], cfg["budgets"], cfg)
-        if name == "tracking-colorization":  # its encoder stops at conv2: random init and supervised of that
-            row["frames_random_init"] = few_label_rows(random_init, data["frames_pool"], data["frames_test"],
-                                                       cfg["budgets"], cfg)
-            row["frames_supervised"] = supervised_rows(method, data["frames_pool"], data["frames_test"],
-                                                       cfg["budgets"], cfg)
-            row["tracking"] = {ref: tracking_iou(method, data["color_test"], reference=ref)
-                               for ref in ("previous", "first")}
-            row["tracking_random_init"] = tracking_iou(random_init, data["color_test"], reference="first")
-        results["rows"][name] = row
-        methods[name] = method
-        print(name, json.dumps(row), flush=True)
-    results["rows"]["supervised-frames"] = supervised_rows(methods["temporal-order"], data["frames_pool"],
-                                                          data["frames_test"], cfg["budgets"], cfg)
-    for name in ("egomotion", "egomotion-invariant"):
-        torch.manual_seed(0)
-        method = build_method(name, data["ego_train"].spec)
-        row = {"pretrain": train_steps(method, data["ego_train"], cfg["steps"][name], BATCH[name]),
-               "batch_size": BATCH[name], "steps": cfg["steps"][name],
-               "fashion": few_label_rows(method, data["fashion_pool"], data["fashion_test"], cfg["budgets"], cfg)}
-        if name == "egomotion":
-            row["fashion_random_init"] = few_label_rows(fresh_copy(method, 0), data["fashion_pool"],
-                                                        data["fashion_test"], cfg["budgets"], cfg)
-        results["rows"][name] = row
-        methods[name] = method
-        print(name, json.dumps(row), flush=True)
-    results["rows"]["supervised-fashion"] = supervised_rows(methods["egomotion"], data["fashion_pool"],
-                                                           data["fashion_test"], cfg["budgets"], cfg)
-    results["wall_seconds"] = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "sequences.json", json.dumps(results, indent=1))
+    results["data"] = {"seconds": time.perf_counter() - t0, "load_average": load_average()}
+    for seed in range(cfg["seeds"]):
+        for name in SEQUENCE_METHODS + EGO_METHODS:
+            if f"{name}/seed{seed}" not in units:
+                units[f"{name}/seed{seed}"] = pretrain_unit(name, seed, data, cfg, weights)
+                save()
+            print(name, seed, json.dumps(units[f"{name}/seed{seed}"]["pretrain"]), flush=True)
+    for key, name, evaluation in (("supervised-frames", "cpc-sequence", "frames"),
+                                  ("supervised-frames-bn", "temporal-order", "frames"),
+                                  ("supervised-frames-conv2", "tracking-colorization", "frames"),
+                                  ("supervised-fashion", "egomotion", "fashion")):
+        if key not in units:
+            torch.manual_seed(0)
+            units[key] = {"rows": supervised_rows(build_method(name, data[PRETRAINING_DATA[name]].spec),
+                                                  *data[evaluation], cfg), "load_average": load_average()}
+            save()
+        print("evaluated", key, flush=True)
+    results["wall_seconds_this_run"] = time.perf_counter() - t0
+    results["load_average_end"] = load_average()
+    save()
     atomic_write_text(out / "sequences.md", markdown(results))
-    examples_figure(methods, data, out / "sequences_examples.png")
+    seed0_figure(data, weights, out / "sequences_examples.png")
     return results
 
 
+def seed0_figure(data: dict, weights: Path, path: Path) -> None:
+    """The examples figure from the seed-0 weights of temporal-order and tracking-colorization."""
+    methods = {}
+    for name in ("temporal-order", "tracking-colorization"):
+        methods[name] = build_method(name, data[PRETRAINING_DATA[name]].spec)
+        load_weights(methods[name], weights / f"{name}-seed0.safetensors")
+        methods[name].eval()
+    examples_figure(methods, data, path)
+
+
+def rows_of(units: dict, key: str, cfg: dict, field: str = "rows") -> list[dict]:
+    """Every row of `key`'s units (one per seed, or the single supervised unit)."""
+    if key in units:
+        return units[key][field]
+    return [row for seed in range(cfg["seeds"]) for row in units[f"{key}/seed{seed}"][field]]
+
+
+def cells(rows: list[dict], budgets: list[int], protocols: tuple[str, ...] = ("linear", "knn")) -> str:
+    stats = {(r["protocol"], r["labels_per_class"]): r for r in summarize(rows)}
+    cell = lambda key: "{mean:.3f} ± {std:.3f}".format(**stats[key]) if key in stats else "-"
+    return " | ".join(cell((p, b)) for b in budgets for p in protocols)
+
+
+def mean_std(values: list[float]) -> str:
+    return "{:.3f} ± {:.3f}".format(*mean_and_std(values))
+
+
 def markdown(r: dict) -> str:
-    cfg, rows = r["config"], r["rows"]
-    budgets = [str(b) for b in cfg["budgets"]]
+    cfg, units = r["config"], r["units"]
+    budgets, seeds = cfg["budgets"], range(cfg["seeds"])
+    n = cfg["seeds"] * cfg["draws"]
     head = " | ".join(f"lin@{b} | kNN@{b}" for b in budgets)
-    lines = ["# Sequences and motion (issue 6)", "",
-             f"Wall time {r['wall_seconds']:.0f} s on {r['threads']} threads ({r['machine']}, torch {r['torch']}); "
-             f"one seed. Pretraining steps x batch: " +
-             ", ".join(f"{n} {rows[n]['steps']} x {rows[n]['batch_size']}" for n in cfg["steps"]) +
+    pre = lambda name: units[f"{name}/seed0"]["pretrain"]
+    lines = ["# Sequences and motion (issues 6 and 11)", "",
+             f"{r['threads']} threads ({r['machine']}, torch {r['torch']}); the last run took "
+             f"{r['wall_seconds_this_run']:.0f} s (resumed units are not redone), load average at its end "
+             f"{r['load_average_end']}. Pretraining steps x batch (seed 0's seconds and load average): " +
+             ", ".join(f"{name} {pre(name)['steps']} x {pre(name)['batch_size']} ({pre(name)['seconds']:.0f} s, "
+                       f"{pre(name)['load_average']})" for name in SEQUENCE_METHODS + EGO_METHODS) +
              f"; {cfg['train_clips']} sprite clips (8 x 48 x 48), {cfg['ego_pairs']} egomotion view pairs. "
-             f"kNN k={KNN_K}; "
-             f"linear probe {cfg['probe_epochs']} epochs; supervised baseline {cfg['supervised_steps']} steps.", "",
+             f"Linear probe and kNN tuned on a validation split of each draw's labels (lr x weight decay "
+             f"{len(LINEAR_GRID)} points, k of {[g['k'] for g in KNN_GRID]}); supervised {cfg['supervised_steps']} "
+             f"steps, lr and weight decay tuned the same way. Mean ± sample std over {cfg['seeds']} pretraining "
+             f"seeds x {cfg['draws']} label draws (n = {n}; supervised: n = {cfg['draws']} draws).", "",
              "## Few-label frame classification", "",
              "Object-centred frames of held-out clips (Fashion-MNIST test objects); labels from training clips.", "",
-             f"| encoder | pretrain s | {head} |", "|---|---|" + "---|---|" * len(budgets)]
-    for name in ("temporal-order", "cpc-sequence", "tracking-colorization"):
-        row = rows[name]
-        cells = " | ".join(f"{row['frames'][b]['linear']:.3f} | {row['frames'][b]['knn']:.3f}" for b in budgets)
-        lines.append(f"| {name} | {row['pretrain']['seconds']:.0f} | {cells} |")
-    rand = rows["random-init-frames"]
-    cells = " | ".join(f"{rand[b]['linear']:.3f} | {rand[b]['knn']:.3f}" for b in budgets)
-    lines.append(f"| random init (same convnet, conv3 features) | 0 | {cells} |")
-    tr = rows["tracking-colorization"]
-    rand = tr["frames_random_init"]
-    cells = " | ".join(f"{rand[b]['linear']:.3f} | {rand[b]['knn']:.3f}" for b in budgets)
-    lines.append(f"| random init (conv1-conv2, tracking-colorization's encoder) | 0 | {cells} |")
-    sup, sup_tr = rows["supervised-frames"], tr["frames_supervised"]
-    lines += ["", "Supervised baseline (same convnet from scratch, same labels): " +
-              ", ".join(f"{b}/class {sup[b]['finetune']:.3f}" for b in budgets) +
-              "; with tracking-colorization's conv1-conv2 encoder: " +
-              ", ".join(f"{b}/class {sup_tr[b]['finetune']:.3f}" for b in budgets), ""]
+             f"| encoder | {head} |", "|---|" + "---|---|" * len(budgets)]
+    encoders = {"temporal-order": "convnet with BatchNorm, conv3", "cpc-sequence": "convnet, conv3",
+                "tracking-colorization": "convnet conv1-conv2"}
+    for name in SEQUENCE_METHODS:
+        lines.append(f"| {name} | {cells(rows_of(units, name, cfg), budgets)} |")
+        lines.append(f"| random init ({encoders[name]}) | {cells(rows_of(units, name, cfg, 'random_init_rows'), budgets)} |")
+    for key, label in (("supervised-frames", "supervised (convnet from scratch)"),
+                       ("supervised-frames-bn", "supervised (convnet with BatchNorm from scratch)"),
+                       ("supervised-frames-conv2", "supervised (conv1-conv2 encoder from scratch)")):
+        lines.append(f"| {label} | " + " | ".join(f"{cells(units[key]['rows'], [b], ('supervised',))} | -"
+                                                  for b in budgets) + " |")
+    pretext = [units[f"temporal-order/seed{s}"]["pretext"] for s in seeds]
+    lines += ["", "## Temporal-order pretext accuracy (one tuple per held-out clip)", "",
+              "| tuples | accuracy | always 'shuffled' |", "|---|---|---|",
+              f"| training ratio ({1 - pretext[0]['prior']:.0%} in order) | {mean_std([p['acc'] for p in pretext])} | "
+              f"{pretext[0]['prior']:.3f} |",
+              f"| balanced (50% in order) | {mean_std([p['balanced_acc'] for p in pretext])} | 0.500 |", ""]
+    tracking = [units[f"tracking-colorization/seed{s}"] for s in seeds]
     lines += ["## Mask propagation (held-out colour clips, first-frame masks given, no training)", "",
               "| tracker | mean J (frames 1-7) |", "|---|---|",
-              f"| learned attention, reference = previous frame | {tr['tracking']['previous']['iou']:.3f} |",
-              f"| learned attention, reference = first frame | {tr['tracking']['first']['iou']:.3f} |",
-              f"| random-init attention, reference = first frame | {tr['tracking_random_init']['iou']:.3f} |",
-              f"| copy the first-frame mask | {tr['tracking']['first']['copy_first_iou']:.3f} |", "",
+              f"| learned attention, reference = previous frame | {mean_std([t['tracking']['previous']['iou'] for t in tracking])} |",
+              f"| learned attention, reference = first frame | {mean_std([t['tracking']['first']['iou'] for t in tracking])} |",
+              f"| random-init attention, reference = first frame | {mean_std([t['tracking_random_init']['iou'] for t in tracking])} |",
+              f"| copy the first-frame mask | {tracking[0]['tracking']['first']['copy_first_iou']:.3f} |", "",
               "## Ego-motion (Fashion-MNIST test images, labels from Fashion-MNIST train)", "",
-              f"| encoder | pretrain s | {head} |", "|---|---|" + "---|---|" * len(budgets)]
-    for name, key in (("egomotion", "fashion"), ("egomotion-invariant", "fashion"),
-                      ("random init", "fashion_random_init")):
-        row = rows["egomotion" if name == "random init" else name]
-        cells = " | ".join(f"{row[key][b]['linear']:.3f} | {row[key][b]['knn']:.3f}" for b in budgets)
-        lines.append(f"| {name} | {row['pretrain']['seconds'] if name != 'random init' else 0:.0f} | {cells} |")
-    sup = rows["supervised-fashion"]
-    lines += ["", "Supervised baseline (same convnet from scratch, same labels): " +
-              ", ".join(f"{b}/class {sup[b]['finetune']:.3f}" for b in budgets), ""]
+              f"| encoder | {head} |", "|---|" + "---|---|" * len(budgets)]
+    for name in EGO_METHODS:
+        lines.append(f"| {name} | {cells(rows_of(units, name, cfg), budgets)} |")
+    lines.append(f"| random init (egomotion's convnet) | {cells(rows_of(units, 'egomotion', cfg, 'random_init_rows'), budgets)} |")
+    lines.append("| supervised (same convnet from scratch) | " + " | ".join(
+        f"{cells(units['supervised-fashion']['rows'], [b], ('supervised',))} | -" for b in budgets) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -254,9 +340,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny budgets, to check the script runs")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fresh", action="store_true", help="ignore earlier results in --out and start over")
     args = parser.parse_args(argv)
     out = args.out or (Path("/tmp/sequences-quick") if args.quick else Path(__file__).parent / "results")
-    run(QUICK if args.quick else FULL, out, args.threads)
+    run(QUICK if args.quick else FULL, out, args.threads, args.fresh)
     print(f"wrote {out}/sequences.json, sequences.md, sequences_examples.png", file=sys.stderr)
 
 

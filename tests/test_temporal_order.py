@@ -87,3 +87,28 @@ def test_classifier_fits_fixed_tuples() -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_a_negative_never_takes_an_outside_frame_that_looks_like_c() -> None:
+    # Five frames, so a..e are frames 0..4; frame 0 (a) repeats frame 2 (c), as after a bounce.
+    clip = torch.tensor([2.0, 1.0, 2.0, 3.0, 4.0]).view(1, 5, 1, 1, 1).expand(400, 5, 1, 2, 2)
+    g = torch.Generator().manual_seed(0)
+    _, labels, index = order_tuples(clip, positive_fraction=0.0, generator=g, min_difference=0.5)
+    assert labels.sum() == 0 and (index[:, 1] == 4).all()  # always e: (b, a, d) would be (b, c, d) pixel for pixel
+    # Without the constraint, half of the negatives take a.
+    _, _, index = order_tuples(clip, positive_fraction=0.0, generator=torch.Generator().manual_seed(0))
+    assert 150 < (index[:, 1] == 0).sum() < 250
+
+
+def test_the_default_class_ratio_is_the_papers_quarter_of_positives() -> None:
+    method = build_method("temporal-order", DataSpec("video", 1, 16, 16, frames=6), **TINY)
+    assert method.config.positive_fraction == 0.25 and method.config.min_difference > 0
+    clips = moving_square_clips(64).float() / 255
+    _, labels, _ = order_tuples(clips, method.config.positive_fraction, generator=torch.Generator().manual_seed(0),
+                                min_difference=method.config.min_difference)
+    assert labels.sum() == 16
+
+
+def test_the_default_encoder_has_batch_norm_like_the_authors_caffenet() -> None:
+    method = build_method("temporal-order", DataSpec("video", 1, 16, 16, frames=6))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in method.encoder.modules())
