@@ -11,20 +11,20 @@
 # - python3.11, not 3.12 (the only torch CPU wheel at hand here is cp311), so the one binary wheel among the
 #   carried ones, kornia_rs, is swapped for its cp311 build (downloaded into $DRY/kornia-rs-cp311; what
 #   `make gpu-wheels` carries for the GPU machine is left as it is).
-# - torch $TORCH_SPEC (default the CPU build 2.13.0 here) instead of 2.11 (CUDA); where the CPU index is
-#   reachable, TORCH_SPEC='torch==2.11.*' TORCHVISION_SPEC='torchvision==0.26.*'
-#   TORCH_INDEX=https://download.pytorch.org/whl/cpu gives the GPU machine's torch, without CUDA. torchvision must
-#   be the build of that same torch: PyPI's torchvision (a CUDA build) beside a +cpu torch does not import, so
-#   on a machine that reaches PyPI only, the stand-in cannot be built yet (checked below, with a message).
+# - torch $TORCH_SPEC (default 2.14.1, the newest torch whose torchvision, 0.29.1, this machine's package index
+#   holds; it is PyPI's CUDA build, run here on the CPU) instead of 2.11 (CUDA). torchvision must be the build of
+#   that same torch: PyPI's torchvision beside the project's +cpu torch does not import (checked below, with a
+#   message). Where the CPU index is reachable, TORCH_SPEC='torch==2.11.*' TORCHVISION_SPEC='torchvision==0.26.*'
+#   TORCH_INDEX=https://download.pytorch.org/whl/cpu gives the GPU machine's torch version, without CUDA.
 # - The "system" is a venv ($DRY/system); the venv gpu_run.sh installs into ($DRY/gpu-venv, made afresh each
 #   run) sees its packages through a .pth file, as `venv --system-site-packages` sees a system python's.
-# Results go to $DRY/results (gitignored), never to benchmarks/results/.
+# Results go to $DRY/results (gitignored); the run's table is copied to benchmarks/results/gpu_dry_run.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY=${DRY:-build/gpu-dry-run}
 SYSTEM_PYTHON=${SYSTEM_PYTHON:-python3.11}
-TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-TORCHVISION_SPEC=${TORCHVISION_SPEC:-torchvision==0.28.*}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.14.1}
+TORCHVISION_SPEC=${TORCHVISION_SPEC:-torchvision==0.29.1}
 TORCH_INDEX=${TORCH_INDEX:-}
 WHEELS=build/gpu-wheels
 mkdir -p "$DRY"
@@ -84,3 +84,5 @@ if refusal=$("$DRY/gpu-venv/bin/python" benchmarks/gpu.py --device cuda 2>&1); t
 fi
 echo "$refusal"
 [ "$(printf '%s\n' "$refusal" | wc -l)" -eq 1 ] || { echo "the refusal was not one line" >&2; exit 1; }
+cp "$DRY/results/gpu_quick.md" benchmarks/results/gpu_dry_run.md
+echo "dry run passed; its table: benchmarks/results/gpu_dry_run.md"
