@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 import torch
 
+from selfsup.bench import resumable_results
 from selfsup.data.base import ImageData
 from selfsup.data.interaction import PROPERTIES, make_interactions, property_views
 from selfsup.data.sources import fashion_mnist
@@ -116,15 +116,7 @@ def run(cfg: dict, out: Path, threads: int, fresh: bool) -> dict:
     torch.set_num_threads(threads)
     out.mkdir(parents=True, exist_ok=True)
     path, weights = out / "interaction.json", out / "interaction_runs"
-    results: dict[str, Any] = {}
-    if path.is_file() and not fresh:
-        results = json.loads(path.read_text())
-        if results.get("config") != cfg:
-            sys.exit(f"{path} was made with another configuration: rerun with --fresh (or another --out)")
-    results.setdefault("config", cfg)
-    results.setdefault("units", {})
-    results.update({"threads": threads, "machine": platform.processor() or platform.machine(),
-                    "torch": torch.__version__})
+    results = resumable_results(path, cfg, threads, fresh)
     units = results["units"]
     save = lambda: atomic_write_text(path, json.dumps(results, indent=1))
     t0 = time.perf_counter()

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Any
 
 import torch
 
+from selfsup.bench import resumable_results
 from selfsup.data.base import ImageData
 from selfsup.data.egomotion import MOTIONS, make_egomotion_pairs
 from selfsup.data.sources import fashion_mnist
@@ -169,15 +169,7 @@ def run(cfg: dict, out: Path, threads: int, fresh: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     path, weights = out / "sequences.json", out / "sequences_runs"
     weights.mkdir(exist_ok=True)
-    results: dict[str, Any] = {}
-    if path.is_file() and not fresh:
-        results = json.loads(path.read_text())
-        if results.get("config") != cfg:
-            sys.exit(f"{path} was made with another configuration: rerun with --fresh (or another --out)")
-    results.setdefault("config", cfg)
-    results.setdefault("units", {})
-    results.update({"threads": threads, "machine": platform.processor() or platform.machine(),
-                    "torch": torch.__version__})
+    results = resumable_results(path, cfg, threads, fresh)
     units = results["units"]
     save = lambda: atomic_write_text(path, json.dumps(results, indent=1))
     t0 = time.perf_counter()

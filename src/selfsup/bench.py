@@ -130,6 +130,22 @@ def epochs_within(minutes: float, seconds_per_step: float, steps_per_epoch: int,
     return max(1, math.floor(margin * minutes * 60 / (seconds_per_step * steps_per_epoch)))
 
 
+# --- resumable benchmark scripts ----------------------------------------------------------------------
+def resumable_results(path: Path, cfg: dict, threads: int, fresh: bool) -> dict:
+    """A benchmark script's results, resumed from `path` unless `fresh` (finished units under "units" are not
+    redone); a file made with another configuration is refused rather than mixed in."""
+    results: dict[str, Any] = {}
+    if path.is_file() and not fresh:
+        results = json.loads(path.read_text())
+        if results.get("config") != cfg:
+            raise SystemExit(f"{path} was made with another configuration: rerun with --fresh (or another --out)")
+    results.setdefault("config", cfg)
+    results.setdefault("units", {})
+    results.update({"threads": threads, "machine": platform.processor() or platform.machine(),
+                    "torch": torch.__version__})
+    return results
+
+
 # --- baselines, computed once per key --------------------------------------------------------------------
 def baseline_key(method: Any, probe: Any, cfg: BenchConfig) -> str:
     """A fingerprint of everything that changes the random-init and supervised rows: the encoder's
