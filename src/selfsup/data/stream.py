@@ -173,10 +173,11 @@ def build_cache(path: str | Path, size: int | None = None, channels: int | None 
         shutil.rmtree(tmp, ignore_errors=True)
         raise SelfSupError(f"none of the {len(plan.items)} image files in {plan.root} could be decoded")
     skipped = len(plan.items) - stored
-    # the cache keeps the input order (keep_data_ordered), so the kept items are the plan's minus the skipped
-    kept = sorted(int(p) for p in _read_column(tmp, "position")) if skipped else range(len(plan.items))
-    kept_set = set(kept)
-    names = [rel for i, (rel, _) in enumerate(plan.items) if i not in kept_set] if skipped else []
+    kept, names = range(len(plan.items)), []
+    if skipped:  # the cache keeps the input order (keep_data_ordered), so sorted positions are stream order
+        kept = sorted(int(p) for p in _read_column(tmp, "position"))
+        stored_positions = set(kept)
+        names = [rel for i, (rel, _) in enumerate(plan.items) if i not in stored_positions]
     np.save(tmp / LABELS, np.array([plan.items[i][1] for i in kept], dtype=np.int64))
     meta = {"format": FORMAT, "folder": str(plan.root.resolve()), "fingerprint": plan.fingerprint,
             "size": plan.size, "channels": plan.channels, "size_rule": plan.size_rule,
