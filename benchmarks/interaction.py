@@ -36,11 +36,10 @@ from selfsup.bench import resumable_results
 from selfsup.data.base import ImageData
 from selfsup.data.interaction import PROPERTIES, make_interactions, property_views
 from selfsup.data.sources import fashion_mnist
-from selfsup.evaluate.features import extract_features
-from selfsup.evaluate.finetune import fresh_copy, supervised_baseline
-from selfsup.evaluate.budgets import tuned_feature_protocols, tuned_training_protocol
-from selfsup.evaluate.sweep import draw_budget, summarize
-from selfsup.evaluate.tuning import GRIDS, KNN_GRID, LINEAR_GRID
+from selfsup.evaluate.finetune import fresh_copy
+from selfsup.evaluate.budgets import label_sweep
+from selfsup.evaluate.sweep import summarize
+from selfsup.evaluate.tuning import KNN_GRID, LINEAR_GRID
 from selfsup.methods.base import build_method
 from selfsup.methods.physical_interaction import TASKS, contact_patches, outcome_labels
 from selfsup.report.plots import plot_examples
@@ -73,34 +72,19 @@ def make_data(cfg: dict) -> dict[str, Any]:
 
 def frozen_rows(method: Any, views: dict, cfg: dict) -> list[dict]:
     """Linear probe and kNN on frozen features, each tuned on a validation split of the drawn labels (never the
-    test pokes): one row per property, budget, draw and protocol."""
-    rows = []
-    for prop, (pool, test) in views.items():
-        pool_x, test_x = extract_features(method, pool), extract_features(method, test)
-        for budget in cfg["budgets"]:
-            for seed in range(cfg["draws"]):
-                index = draw_budget(pool.labels, budget, seed)
-                accs, _ = tuned_feature_protocols(pool_x[index], pool.labels[index], test_x, test.labels,
-                                                  ("linear", "knn"), seed)
-                rows += [{"property": prop, "labels_per_class": budget, "seed": seed, "protocol": p, "acc": a}
-                         for p, a in accs.items()]
-    return rows
+    test pokes): one row per property, budget, draw ("seed") and protocol."""
+    return [row | {"property": prop} for prop, (pool, test) in views.items()
+            for row in label_sweep(method, pool, test, cfg["budgets"], range(cfg["draws"]), ("linear", "knn"),
+                                   tune_every_draw=True)]
 
 
 def supervised_rows(method: Any, views: dict, cfg: dict) -> list[dict]:
     """The same encoder trained from scratch on the same labels, its lr and weight decay tuned on the same kind
     of validation split (the fine-tuning grid), for a fixed number of steps."""
-    rows = []
-    for prop, (pool, test) in views.items():
-        for budget in cfg["budgets"]:
-            for seed in range(cfg["draws"]):
-                labeled = pool.subset(draw_budget(pool.labels, budget, seed))
-                from_scratch = lambda part, held, **kw: supervised_baseline(method, part, held, **kw)
-                acc, _ = tuned_training_protocol(from_scratch, labeled, test, seed, GRIDS["supervised"], epochs=1, min_steps=cfg["supervised_steps"],
-                                                 max_steps=cfg["supervised_steps"])
-                rows.append({"property": prop, "labels_per_class": budget, "seed": seed, "protocol": "supervised",
-                             "acc": acc})
-    return rows
+    steps = {"epochs": 1, "min_steps": cfg["supervised_steps"], "max_steps": cfg["supervised_steps"]}
+    return [row | {"property": prop} for prop, (pool, test) in views.items()
+            for row in label_sweep(method, pool, test, cfg["budgets"], range(cfg["draws"]), ("supervised",),
+                                   finetune_kwargs=steps, tune_every_draw=True)]
 
 
 @torch.no_grad()

@@ -28,8 +28,7 @@ encoder of each of `seeds` seeds is probed on the same `draws` label draws per b
 the supervised baseline is trained once per draw. Tables give mean ± sample std over all of them (n stated).
 Every method gets the same optimiser settings as `selfsup pretrain` (its Config, cosine schedule) and a
 fixed number of steps; every timing is stored with the load average.
-Budget: the full run is sized for about 25-35 minutes on 2 quiet cores, all 3 seeds (see FULL's comment:
-the step counts are an estimate from the one-seed run's timings until a full run records its wall time).
+Budget: the full run is sized for about 35 minutes on 2 quiet cores, all 3 seeds (see FULL's comment).
 """
 from __future__ import annotations
 
@@ -48,12 +47,11 @@ from selfsup.data.egomotion import MOTIONS, make_egomotion_pairs
 from selfsup.data.sources import fashion_mnist
 from selfsup.data.splits import stratified_take
 from selfsup.data.sprites import make_sprite_clips, object_frames
-from selfsup.evaluate.budgets import tuned_feature_protocols, tuned_training_protocol
-from selfsup.evaluate.features import extract_features
-from selfsup.evaluate.finetune import fresh_copy, supervised_baseline
+from selfsup.evaluate.budgets import label_sweep
+from selfsup.evaluate.finetune import fresh_copy
 from selfsup.evaluate.propagation import propagate_masks, tracking_iou
-from selfsup.evaluate.sweep import draw_budget, mean_and_std, summarize
-from selfsup.evaluate.tuning import GRIDS, KNN_GRID, LINEAR_GRID
+from selfsup.evaluate.sweep import mean_and_std, summarize
+from selfsup.evaluate.tuning import KNN_GRID, LINEAR_GRID
 from selfsup.methods.base import build_method
 from selfsup.methods.temporal_order import order_tuples
 from selfsup.runs import load_weights, save_weights
@@ -61,16 +59,16 @@ from selfsup.train import train_steps
 from selfsup.utils import atomic_write_text, load_average
 from selfsup.views import to_float
 
-# Steps per method: about the same wall time each (a temporal-order step sees 192 frames, CPC 256,
-# colourisation 64, egomotion 256 images of 28x28). Sized for the whole run (3 seeds) to take 25-35 minutes
-# on 2 quiet cores, from the one-seed run's one-thread timings (temporal-order 0.63 s a step, CPC 0.91,
-# colourisation 0.55, egomotion 0.16) assumed 1.4x faster on two threads: pretraining about 7 minutes a
-# seed; the tuned supervised rows (6-point grid + refit, 3 draws, 2 budgets, 4 encoders, about 0.05 s a
-# step on 48x48 frames) about 11 minutes; probes and data about 3.
-# An estimate until the full run records its wall time; the one-seed run used 400 / 300 / 600 / 600 steps.
+# Steps per method: about the same wall time each for the three sequence methods (a temporal-order step sees
+# 192 frames, CPC 256, colourisation 64, egomotion 256 images of 28x28). The first full run (250 / 180 / 300
+# steps) pretrained each method for only 15-19 s a seed, and temporal order stayed at its class prior; the
+# diagnosis (benchmarks/sequences_diagnose.py, one seed) learned the pretext at 1,500 steps (held-out tuples
+# 0.87 against the prior 0.75). At the first run's 2-thread timings (temporal-order 0.06 s a step, CPC 0.10,
+# colourisation 0.06, egomotion 0.06) these counts pretrain about 2 minutes per sequence method and seed,
+# about 20 minutes for 3 seeds; the tuned supervised rows and probes took about 15 minutes in the first run.
 FULL = {"train_clips": 2000, "test_clips": 400, "ego_pairs": 20000, "fashion_pool": 20000, "fashion_test_per_class": 200,
-        "steps": {"temporal-order": 250, "cpc-sequence": 180, "tracking-colorization": 300, "egomotion": 250,
-                  "egomotion-invariant": 250},
+        "steps": {"temporal-order": 2000, "cpc-sequence": 1200, "tracking-colorization": 2000, "egomotion": 500,
+                  "egomotion-invariant": 500},
         "batch": {"temporal-order": 64, "cpc-sequence": 32, "tracking-colorization": 32, "egomotion": 128,
                   "egomotion-invariant": 128},
         "budgets": [10, 100], "draws": 3, "seeds": 3, "supervised_steps": 100}
@@ -86,30 +84,16 @@ EVALUATION = {name: "frames" for name in SEQUENCE_METHODS} | {name: "fashion" fo
 
 def frozen_rows(method: Any, pool: ImageData, test: ImageData, cfg: dict) -> list[dict]:
     """Linear probe and kNN on frozen features, each tuned on a validation split of the drawn labels (never the
-    test frames): one row per budget, draw and protocol. Every encoder sees the same draws."""
-    pool_x, test_x = extract_features(method, pool), extract_features(method, test)
-    rows = []
-    for budget in cfg["budgets"]:
-        for seed in range(cfg["draws"]):
-            index = draw_budget(pool.labels, budget, seed)
-            accs, _ = tuned_feature_protocols(pool_x[index], pool.labels[index], test_x, test.labels,
-                                              ("linear", "knn"), seed)
-            rows += [{"labels_per_class": budget, "draw": seed, "protocol": p, "acc": a} for p, a in accs.items()]
-    return rows
+    test frames): one row per budget, draw ("seed") and protocol. Every encoder sees the same draws."""
+    return label_sweep(method, pool, test, cfg["budgets"], range(cfg["draws"]), ("linear", "knn"), tune_every_draw=True)
 
 
 def supervised_rows(method: Any, pool: ImageData, test: ImageData, cfg: dict) -> list[dict]:
     """The same encoder trained from scratch on the same labels, its lr and weight decay tuned on the same kind
     of validation split (the fine-tuning grid), for a fixed number of steps; one run per draw."""
-    rows = []
-    for budget in cfg["budgets"]:
-        for seed in range(cfg["draws"]):
-            labeled = pool.subset(draw_budget(pool.labels, budget, seed))
-            from_scratch = lambda part, held, **kw: supervised_baseline(method, part, held, **kw)
-            acc, _ = tuned_training_protocol(from_scratch, labeled, test, seed, GRIDS["supervised"], epochs=1,
-                                             min_steps=cfg["supervised_steps"], max_steps=cfg["supervised_steps"])
-            rows.append({"labels_per_class": budget, "draw": seed, "protocol": "supervised", "acc": acc})
-    return rows
+    steps = {"epochs": 1, "min_steps": cfg["supervised_steps"], "max_steps": cfg["supervised_steps"]}
+    return label_sweep(method, pool, test, cfg["budgets"], range(cfg["draws"]), ("supervised",),
+                       finetune_kwargs=steps, tune_every_draw=True)
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ def bench():
 
 
 def fake_rows(base: float, cfg: dict, protocols=("linear", "knn")) -> list[dict]:
-    return [{"labels_per_class": b, "draw": d, "protocol": p, "acc": base + 0.01 * d}
+    return [{"labels_per_class": b, "seed": d, "protocol": p, "acc": base + 0.01 * d}
             for b in cfg["budgets"] for d in range(cfg["draws"]) for p in protocols]
 
 
