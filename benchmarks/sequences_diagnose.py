@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -26,7 +28,7 @@ from selfsup.evaluate.finetune import fresh_copy
 from selfsup.evaluate.sweep import draw_budget
 from selfsup.methods.base import build_method
 from selfsup.train import train_steps
-from selfsup.utils import load_average
+from selfsup.utils import atomic_write_text, load_average
 from sequences import order_accuracy  # benchmarks/, this script's folder
 
 
@@ -38,6 +40,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=600)
     parser.add_argument("--options", default="{}", help="method config overrides as JSON, e.g. '{\"lr\": 3e-4}'")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="also write the report there as JSON")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
@@ -62,7 +65,10 @@ def main() -> None:
             accs, _ = tuned_feature_protocols(pool_x[index], pool.labels[index], test_x, test.labels, ("linear", "knn"), 0)
             report[f"{name} {block} ({pool_x.shape[1]}-d)"] = {k: round(v, 3) for k, v in accs.items()}
     report["seconds"] = round(time.perf_counter() - start, 1)
+    report["command"] = "benchmarks/sequences_diagnose.py " + " ".join(sys.argv[1:])
     print(json.dumps(report, indent=1))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(report, indent=1) + "\n")
 
 
 if __name__ == "__main__":
