@@ -36,6 +36,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,10 @@ from selfsup.data.egomotion import MOTIONS, make_egomotion_pairs
 from selfsup.data.sources import fashion_mnist
 from selfsup.data.splits import stratified_take
 from selfsup.data.sprites import make_sprite_clips, object_frames
-from selfsup.evaluate.budgets import label_sweep
+from selfsup.evaluate.budgets import label_sweep, tuned_block_protocols
 from selfsup.evaluate.finetune import fresh_copy
 from selfsup.evaluate.propagation import propagate_masks, tracking_iou
-from selfsup.evaluate.sweep import mean_and_std, summarize
+from selfsup.evaluate.sweep import draw_budget, mean_and_std, summarize
 from selfsup.evaluate.tuning import KNN_GRID, LINEAR_GRID
 from selfsup.methods.base import build_method
 from selfsup.methods.temporal_order import order_tuples
@@ -110,6 +111,31 @@ def order_accuracy(method: Any, clips: Any) -> dict[str, float]:
     return result
 
 
+def block_rows(method: Any, pool: ImageData, test: ImageData, cfg: dict) -> list[dict]:
+    """Like `frozen_rows`, with the encoder block read as one more hyperparameter chosen on each draw's
+    validation split (`tuned_block_protocols`): a pretext task may train an earlier block better than the
+    last one, and the random-init twin gets the same choice."""
+    rows = []
+    for budget in cfg["budgets"]:
+        for draw in range(cfg["draws"]):
+            labeled = pool.subset(draw_budget(pool.labels, budget, draw))
+            accs, choices = tuned_block_protocols(method, labeled, test, ("linear", "knn"), draw)
+            rows += [{"labels_per_class": budget, "seed": draw, "protocol": p, "acc": a, "block": choices[p]["block"]}
+                     for p, a in accs.items()]
+    return rows
+
+
+def block_unit(name: str, seed: int, data: dict, cfg: dict, weights: Path) -> dict:
+    """`block_rows` of `name`'s seed-`seed` encoder (its saved weights) and of its random-init twin."""
+    torch.manual_seed(seed)
+    method = build_method(name, data[PRETRAINING_DATA[name]].spec)
+    random_init = fresh_copy(method, seed=seed)  # the same initial weights pretrain_unit started from
+    load_weights(method, weights / f"{name}-seed{seed}.safetensors")
+    pool, test = data[EVALUATION[name]]
+    return {"rows": block_rows(method.eval(), pool, test, cfg),
+            "random_init_rows": block_rows(random_init.eval(), pool, test, cfg)}
+
+
 def sprite_data(cfg: dict) -> dict[str, Any]:
     parts = fashion_mnist()
     train, test = parts.train, parts.test
@@ -165,6 +191,12 @@ def run(cfg: dict, out: Path, threads: int, fresh: bool) -> dict:
                 units[f"{name}/seed{seed}"] = pretrain_unit(name, seed, data, cfg, weights)
                 save()
             print(name, seed, json.dumps(units[f"{name}/seed{seed}"]["pretrain"]), flush=True)
+    for seed in range(cfg["seeds"]):
+        for name in SEQUENCE_METHODS:
+            if f"blocks/{name}/seed{seed}" not in units:
+                units[f"blocks/{name}/seed{seed}"] = block_unit(name, seed, data, cfg, weights)
+                save()
+            print("probed every block of", name, seed, flush=True)
     for key, name, evaluation in (("supervised-frames", "cpc-sequence", "frames"),
                                   ("supervised-frames-bn", "temporal-order", "frames"),
                                   ("supervised-frames-conv2", "tracking-colorization", "frames"),
@@ -240,6 +272,16 @@ def markdown(r: dict) -> str:
                        ("supervised-frames-conv2", "supervised (conv1-conv2 encoder from scratch)")):
         lines.append(f"| {label} | " + " | ".join(f"{cells(units[key]['rows'], [b], ('supervised',))} | -"
                                                   for b in budgets) + " |")
+    lines += ["", "## The same, probing the block that does best on validation", "",
+              "The encoder block read is chosen, with the probe's other hyperparameters, on each draw's validation "
+              "split (the random-init twin chooses its block the same way); blocks chosen, over seeds x draws x budgets, in "
+              "the last column.", "",
+              f"| encoder | {head} | blocks chosen |", "|---|" + "---|---|" * len(budgets) + "---|"]
+    for name in SEQUENCE_METHODS:
+        for label, field in ((name, "rows"), (f"random init ({name}'s encoder)", "random_init_rows")):
+            rows = rows_of(units, f"blocks/{name}", cfg, field)
+            chosen = Counter(f"{r['protocol']} {r['block']}" for r in rows)
+            lines.append(f"| {label} | {cells(rows, budgets)} | {', '.join(f'{k} {v}' for k, v in sorted(chosen.items()))} |")
     pretext = [units[f"temporal-order/seed{s}"]["pretext"] for s in seeds]
     lines += ["", "## Temporal-order pretext accuracy (one tuple per held-out clip)", "",
               "| tuples | accuracy | always 'shuffled' |", "|---|---|---|",

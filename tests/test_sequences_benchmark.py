@@ -42,6 +42,9 @@ def fake_work(bench, monkeypatch):
                         | {k: type("D", (), {"spec": None})() for k in ("gray_train", "color_train", "ego_train")})
     monkeypatch.setattr(bench, "pretrain_unit", lambda name, seed, data, cfg, weights:
                         calls.append((name, seed)) or fake_unit(name, seed, cfg))
+    monkeypatch.setattr(bench, "block_unit", lambda name, seed, data, cfg, weights: calls.append(("blocks", name, seed))
+                        or {"rows": [r | {"block": "conv2"} for r in fake_rows(0.55, cfg)],
+                            "random_init_rows": [r | {"block": "conv1"} for r in fake_rows(0.45, cfg)]})
     monkeypatch.setattr(bench, "build_method", lambda name, spec: name)
     monkeypatch.setattr(bench, "supervised_rows", lambda method, pool, test, cfg: calls.append(("supervised", method))
                         or fake_rows(0.6, cfg, ("supervised",)))
@@ -80,3 +83,9 @@ def test_tables_give_mean_and_sample_std_over_seeds_and_draws(bench, fake_work, 
     expected = f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
     assert f"| temporal-order | {expected} |" in table
     assert f"n = {cfg['seeds'] * cfg['draws']}" in table
+    # the block-chosen table: the same rows per seed (0.55 + 0.01 d), and how often each block was chosen
+    values = [0.55 + 0.01 * d for s in range(cfg["seeds"]) for d in range(cfg["draws"])]
+    per_protocol = cfg["seeds"] * cfg["draws"] * len(cfg["budgets"])
+    assert (f"| temporal-order | {statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f} |" in table.split(
+        "probing the block that does best on validation")[1])
+    assert f"knn conv2 {per_protocol}, linear conv2 {per_protocol} |" in table
