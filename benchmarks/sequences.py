@@ -49,6 +49,7 @@ from selfsup.data.sources import fashion_mnist
 from selfsup.data.splits import stratified_take
 from selfsup.data.sprites import make_sprite_clips, object_frames
 from selfsup.evaluate.budgets import label_sweep, tuned_block_protocols
+from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.finetune import fresh_copy
 from selfsup.evaluate.propagation import propagate_masks, tracking_iou
 from selfsup.evaluate.sweep import draw_budget, mean_and_std, summarize
@@ -116,13 +117,15 @@ def block_rows(method: Any, pool: ImageData, test: ImageData, cfg: dict) -> list
     validation split (`tuned_block_protocols`): a pretext task may train an earlier block better than the
     last one, and the random-init twin gets the same choice. Every block but the first: conv1's 9,216-d maps
     (of 2,304 pixels) made its tuned linear probe 5-10x slower than the other blocks together, and it is the
-    block nearest to the pixels."""
+    block nearest to the pixels. Each block's features are extracted once, for every draw."""
+    features = {block: (extract_features(method, pool, upto=block), extract_features(method, test, upto=block))
+                for block in method.encoder.block_names[1:]}
     rows = []
     for budget in cfg["budgets"]:
         for draw in range(cfg["draws"]):
-            labeled = pool.subset(draw_budget(pool.labels, budget, draw))
-            accs, choices = tuned_block_protocols(method, labeled, test, ("linear", "knn"), draw,
-                                                  blocks=method.encoder.block_names[1:])
+            index = draw_budget(pool.labels, budget, draw)
+            drawn = {block: (x[index], xt) for block, (x, xt) in features.items()}
+            accs, choices = tuned_block_protocols(drawn, pool.labels[index], test.labels, ("linear", "knn"), draw)
             rows += [{"labels_per_class": budget, "seed": draw, "protocol": p, "acc": a, "block": choices[p]["block"]}
                      for p, a in accs.items()]
     return rows
@@ -276,9 +279,9 @@ def markdown(r: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(f"{cells(units[key]['rows'], [b], ('supervised',))} | -"
                                                   for b in budgets) + " |")
     lines += ["", "## The same, probing the block that does best on validation", "",
-              "The encoder block read (any but the first) is chosen, with the probe's other hyperparameters, on each "
-              "draw's validation split (the random-init twin chooses its block the same way); blocks chosen, over seeds x draws x budgets, in "
-              "the last column.", "",
+              "The encoder block read (any but the first) is chosen, with the probe's other hyperparameters, on "
+              "each draw's validation split (the random-init twin chooses its block the same way); blocks chosen, "
+              "over seeds x draws x budgets, in the last column.", "",
               f"| encoder | {head} | blocks chosen |", "|---|" + "---|---|" * len(budgets) + "---|"]
     for name in SEQUENCE_METHODS:
         for label, field in ((name, "rows"), (f"random init ({name}'s encoder)", "random_init_rows")):

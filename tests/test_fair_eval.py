@@ -163,31 +163,25 @@ def test_random_init_row_reads_the_same_block_as_the_probe():
     assert set(accs) == {"random_init_linear", "random_init_knn"}
 
 
-def test_the_probed_block_is_chosen_on_validation_never_on_the_test_set(monkeypatch):
+def test_the_probed_block_is_chosen_on_validation_never_on_the_test_set():
     """Block "clear" separates the labeled classes (best on validation) but its test features are scrambled;
     block "faint" is barely informative on the labels and perfect on test. The choice must be "clear", and the
     reported accuracy its (poor) test accuracy, exactly what tuned_feature_protocols gives at that block."""
-    from types import SimpleNamespace
-
-    from selfsup.evaluate import budgets
+    from selfsup.evaluate.budgets import tuned_block_protocols, tuned_feature_protocols
 
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(200) % 4
     test_labels = torch.arange(400) % 4
     onehot = lambda y, scale: torch.nn.functional.one_hot(y, 4).float() * scale
     features = {
-        ("clear", "labeled"): onehot(labels, 3.0) + torch.randn(200, 4, generator=g),
-        ("clear", "test"): onehot(test_labels[torch.randperm(400, generator=g)], 3.0),
-        ("faint", "labeled"): onehot(labels, 0.2) + torch.randn(200, 4, generator=g),
-        ("faint", "test"): onehot(test_labels, 3.0),
+        "faint": (onehot(labels, 0.2) + torch.randn(200, 4, generator=g), onehot(test_labels, 3.0)),
+        "clear": (onehot(labels, 3.0) + torch.randn(200, 4, generator=g),
+                  onehot(test_labels[torch.randperm(400, generator=g)], 3.0)),
     }
-    labeled, test = SimpleNamespace(labels=labels, name="labeled"), SimpleNamespace(labels=test_labels, name="test")
-    monkeypatch.setattr(budgets, "extract_features", lambda method, data, block: features[(block, data.name)])
-    accs, choices = budgets.tuned_block_protocols(None, labeled, test, ("linear", "knn"), seed=0,
-                                                  blocks=["faint", "clear"])
+    accs, choices = tuned_block_protocols(features, labels, test_labels, ("linear", "knn"), seed=0)
     for name in ("linear", "knn"):
         assert choices[name]["block"] == "clear"
-        at_clear, chosen = budgets.tuned_feature_protocols(features[("clear", "labeled")], labels,
-                                                           features[("clear", "test")], test_labels, (name,), 0)
+        xtr, xte = features["clear"]
+        at_clear, chosen = tuned_feature_protocols(xtr, labels, xte, test_labels, (name,), 0)
         assert accs[name] == at_clear[name] < 0.5  # scrambled test features: the test set did not choose
         assert choices[name]["val_acc"] == max(t["val_acc"] for t in chosen[name]["trials"])

@@ -56,19 +56,18 @@ def tuned_feature_protocols(xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, 
     return results, choices
 
 
-def tuned_block_protocols(method: Method, labeled: DataSource, test: DataSource, protocols: Iterable[str],
-                          seed: int, blocks: Iterable[str] | None = None) -> tuple[dict, dict]:
+def tuned_block_protocols(features: dict[str, tuple[Tensor, Tensor]], ytr: Tensor, yte: Tensor,
+                          protocols: Iterable[str], seed: int) -> tuple[dict, dict]:
     """Linear probe and/or kNN read at the encoder block that does best on validation.
 
-    The block is one more hyperparameter: every block in `blocks` (default: all of the encoder's) is tuned as
-    `tuned_feature_protocols` tunes one, on the same validation split of `labeled`, and each protocol keeps
-    the block whose best grid point scored highest there (the first on ties); the test set only scores it.
-    Returns ({name: test accuracy}, {name: {"block", "params", "val_acc"}}).
+    `features` maps each candidate block to its precomputed (labeled, test) features. The block is one more
+    hyperparameter: each is tuned as `tuned_feature_protocols` tunes one, on the same validation split of the
+    labels, and each protocol keeps the block whose best grid point scored highest there (the first on ties);
+    the test set only scores it. Returns ({name: test accuracy}, {name: {"block", "params", "val_acc"}}).
     """
     best: dict[str, tuple[float, float, str, dict]] = {}
-    for block in blocks or method.encoder.block_names:
-        xtr, xte = extract_features(method, labeled, block), extract_features(method, test, block)
-        accs, choices = tuned_feature_protocols(xtr, labeled.labels, xte, test.labels, protocols, seed)
+    for block, (xtr, xte) in features.items():
+        accs, choices = tuned_feature_protocols(xtr, ytr, xte, yte, protocols, seed)
         for name, acc in accs.items():
             val_acc = max(t["val_acc"] for t in choices[name]["trials"])
             if name not in best or val_acc > best[name][0]:
