@@ -45,3 +45,40 @@ def test_trial_names_and_the_winner():
               {"trial": "b", "linear": 0.82, "knn": 0.65}]
     assert winner(trials)["trial"] == "b"
     assert winner([{"trial": "x", "linear": 0.8, "knn": 0.7}, {"trial": "default", "linear": 0.8, "knn": 0.7}])["trial"] == "default"
+
+
+class PretrainCalled(Exception):
+    pass
+
+
+def test_cost_neutral_trials_reuse_the_default_trials_epochs_and_others_calibrate(tmp_path, monkeypatch):
+    import json
+
+    import pytest
+
+    import selfsup.recipes as recipes
+
+    calibrated = []
+    monkeypatch.setattr(recipes, "calibrate", lambda method, pool, batch_size, options: calibrated.append(options)
+                        or {"seconds_per_step": 1.0})
+
+    def fake_pretrain(method, epochs, **kwargs):
+        raise PretrainCalled(epochs)
+    monkeypatch.setattr(recipes, "pretrain", fake_pretrain)
+    pool, validation = tuning_split(distinct_images())
+
+    def epochs_of(options, minutes=3.0):
+        with pytest.raises(PretrainCalled) as called:
+            recipes.run_trial("simclr", options, minutes, pool, validation, tmp_path)
+        return called.value.args[0]
+
+    default = trial_path(tmp_path, "simclr", {})
+    default.parent.mkdir(parents=True)
+    default.write_text(json.dumps({"epochs": 7, "minutes_budget": 3.0, "quick": False}))
+    assert epochs_of({"temperature": 0.1}) == 7 and epochs_of({"lr": 3e-3, "temperature": 0.2}) == 7
+    assert calibrated == []
+    steps_per_epoch = len(pool) // min(METHODS.get("simclr").default_batch_size, len(pool))
+    own = recipes.epochs_within(3.0, 1.0, steps_per_epoch)
+    assert epochs_of({"encoder_kwargs": {"widths": [8, 8, 8]}}) == own  # changes the step's cost: calibrates
+    assert epochs_of({"temperature": 0.1}, minutes=5.0) == recipes.epochs_within(5.0, 1.0, steps_per_epoch)
+    assert calibrated == [{"encoder_kwargs": {"widths": [8, 8, 8]}}, {"temperature": 0.1}]

@@ -5,8 +5,9 @@ The 60,000 train images are split once (`tuning_split`): `VALIDATION_PER_CLASS` 
 drawn with `VALIDATION_SEED`, form the validation set; the rest is the pretraining pool and the labeled
 budget of the probes. Each trial (a method and a dict of Config overrides, `{}` being the method's
 defaults) pretrains for the same wall-clock budget (epochs from a timed calibration of that trial's
-training step, as `selfsup.bench` does), then scores a linear probe and kNN with 100 labels per class over
-2 label draws on the validation images. The test images are not read at all.
+training step, as `selfsup.bench` does; a trial that changes only cost-neutral options such as the
+temperature or learning rate reuses the default trial's epochs instead), then scores a linear probe
+and kNN with 100 labels per class over 2 label draws on the validation images. The test images are not read at all.
 
 Results are written per trial (`OUT/tuning/METHOD/TRIAL.json`), so the log can be built over several
 sittings; `OUT/tuning.md` and `OUT/tuning.json` list every trial and the winner per method. Winners are
@@ -69,13 +70,35 @@ def trial_path(out: Path, method: str, options: dict) -> Path:
     return out / "tuning" / method / f"{safe}.json"
 
 
+# Options that change what a training step computes but not what it costs. Separate calibrations gave
+# trials that differ only in these 12 to 16 epochs of the same budget (benchmarks/results/tuning.md), a
+# spread as large as the differences being measured, so such trials reuse the default trial's epochs.
+COST_NEUTRAL = frozenset({"lr", "temperature", "key_momentum", "base_tau", "lambd"})
+
+
+def default_trial_epochs(out: Path, method: str, options: dict, minutes: float) -> int | None:
+    """The epochs of `method`'s default trial at the same budget, for a trial whose options leave the step's
+    cost unchanged; None when the trial must calibrate its own (it changes the cost, or no default ran)."""
+    if not options or not set(options) <= COST_NEUTRAL:
+        return None
+    path = trial_path(out, method, {})
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record["epochs"] if record["minutes_budget"] == minutes and not record["quick"] else None
+
+
 def run_trial(method: str, options: dict, minutes: float, pool: Any, validation: Any, out: Path,
               quick: bool = False) -> dict:
     """Pretrain `method` with `options` for `minutes` on `pool`; linear probe and kNN on `validation`."""
     cls = METHODS.get(method)
     batch_size = min(cls.default_batch_size, len(pool))
-    timing = calibrate(method, pool, batch_size, options=options)
-    epochs = 1 if quick else epochs_within(minutes, timing["seconds_per_step"], len(pool) // batch_size)
+    reused = None if quick else default_trial_epochs(out, method, options, minutes)
+    if reused is not None:
+        timing, epochs = {"epochs_from": "default trial"}, reused
+    else:
+        timing = calibrate(method, pool, batch_size, options=options)
+        epochs = 1 if quick else epochs_within(minutes, timing["seconds_per_step"], len(pool) // batch_size)
     load_before, t0 = load_average(), time.perf_counter()
     result = pretrain(method, data=TUNING_DATA, pool=pool, epochs=epochs, options=options, monitor=False,
                       run_dir=out / "runs" / "tuning" / method / trial_path(out, method, options).stem,
