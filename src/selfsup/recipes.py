@@ -45,7 +45,7 @@ GRID: dict[str, list[dict]] = {
     "mocov2": [{}, {"encoder_kwargs": WIDE}, {"temperature": 0.1}, {"key_momentum": 0.996}, {"lr": 0.06}],
     "byol": [{}, {"lr": 3e-3}, {"base_tau": 0.99}, {"encoder_kwargs": WIDE}],
     "vicreg": [{}, {"lr": 3e-3}, {"expander_dim": 1024}],
-    "barlow-twins": [{}, {"lr": 3e-3}, {"lambd": 0.02}],
+    "barlow-twins": [{}, {"lr": 3e-3}, {"lambd": 0.02}, {"projector_dim": 1024}],
     "rotation": [{}, {"lr": 3e-3}],
     "mae": [{}, {"mask_ratio": 0.5}, {"lr": 2e-3}],
 }
