@@ -45,6 +45,11 @@ def test_trial_names_and_the_winner():
               {"trial": "b", "linear": 0.82, "knn": 0.65}]
     assert winner(trials)["trial"] == "b"
     assert winner([{"trial": "x", "linear": 0.8, "knn": 0.7}, {"trial": "default", "linear": 0.8, "knn": 0.7}])["trial"] == "default"
+    # A gain below MIN_GAIN (0.5 points) is within rerun noise: the default stays.
+    close = [{"trial": "default", "linear": 0.812, "knn": 0.794}, {"trial": "lr=0.003", "linear": 0.815, "knn": 0.796}]
+    assert winner(close)["trial"] == "default"
+    close[1]["linear"] = 0.817
+    assert winner(close)["trial"] == "lr=0.003"
 
 
 class PretrainCalled(Exception):
