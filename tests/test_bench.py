@@ -1,4 +1,5 @@
 """The method table's bookkeeping: one baseline per way of feeding an encoder, equal compute budgets."""
+import pytest
 import torch
 
 from selfsup import bench
@@ -71,3 +72,30 @@ def test_later_pretraining_seeds_reuse_the_first_seeds_epochs(tmp_path):
     assert bench.first_seed_epochs(tmp_path, "mocov2", BenchConfig()) == 37
     assert bench.first_seed_epochs(tmp_path, "mocov2", BenchConfig(minutes=30.0)) is None  # another budget
     assert bench.first_seed_epochs(tmp_path, "simclr", BenchConfig()) is None
+
+
+def test_a_rerun_can_reuse_its_rows_epochs_instead_of_a_new_calibration(tmp_path, monkeypatch):
+    class PretrainCalled(Exception):
+        pass
+
+    def pretrain(*args, epochs, **kwargs):
+        raise PretrainCalled(epochs)
+
+    monkeypatch.setattr(bench, "load_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(bench, "held_out_test", lambda data: type("Split", (), {"rest": list(range(2560))})())
+    monkeypatch.setattr(bench, "calibrate", lambda *a, **k: {"seconds_per_step": 1.0})
+    monkeypatch.setattr(bench, "pretrain", pretrain)
+    (tmp_path / "methods").mkdir()
+
+    def epochs_run(**kwargs) -> int:
+        with pytest.raises(PretrainCalled) as called:
+            bench.bench_method("mocov2", tmp_path, BenchConfig(), {}, **kwargs)
+        return called.value.args[0]
+
+    with pytest.raises(ValueError, match="no row at 10 minutes"):
+        bench.bench_method("mocov2", tmp_path, BenchConfig(), {}, reuse_epochs=True)
+    calibrated = epochs_within(10.0, 1.0, 2560 // 256)
+    assert epochs_run() == calibrated
+    (tmp_path / "methods" / "mocov2.json").write_text('{"epochs": 37, "minutes_budget": 10.0}')
+    assert calibrated != 37 and epochs_run(reuse_epochs=True) == 37
+    assert epochs_run() == calibrated  # without the flag a rerun calibrates

@@ -198,7 +198,8 @@ def smoke_subsets(train: Any, test: Any) -> tuple[Any, Any]:
     return train.subset(torch.arange(0, len(train), every)), test.subset(torch.arange(min(300, len(test))))
 
 
-def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_seed: int = 0) -> dict:
+def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_seed: int = 0,
+                 reuse_epochs: bool = False) -> dict:
     cls = METHODS.get(name)
     splits = held_out_test(load_dataset(cls.default_data, modality=cls.modality))
     pool = splits.rest if not cfg.quick else splits.rest.subset(torch.arange(min(1024, len(splits.rest))))
@@ -206,7 +207,10 @@ def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_se
     timing = calibrate(name, pool, batch_size)
     steps_per_epoch = len(pool) // batch_size
     epochs = 1 if cfg.quick else epochs_within(cfg.minutes, timing["seconds_per_step"], steps_per_epoch)
-    reused = first_seed_epochs(out, name, cfg) if pretrain_seed > 0 else None
+    reused = first_seed_epochs(out, name, cfg) if pretrain_seed > 0 or reuse_epochs else None
+    if reuse_epochs and reused is None:
+        raise ValueError(f"reuse_epochs: {name} has no row at {cfg.minutes:g} minutes in {out / 'methods'} to take "
+                         "its epochs from; run it once without reusing epochs")
     epochs = reused or epochs
     load_before = load_average()
     t0 = time.perf_counter()
@@ -224,7 +228,7 @@ def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_se
     return {"method": name, "pretrain_seed": pretrain_seed, "pretrain_data": cls.default_data, "pool": len(pool),
             "epochs": epochs, "batch_size": batch_size, "minutes_budget": cfg.minutes, "encoder": method.config.encoder,
             "encoder_kwargs": method.config.encoder_kwargs, "baseline_key": key, "calibration": timing,
-            "epochs_from": "seed 0" if reused else "calibration",
+            "epochs_from": ("seed 0" if pretrain_seed > 0 else "previous row") if reused else "calibration",
             "pretrain_seconds": pretrain_s, "images_per_s": result.images_per_s, "load_average_before": load_before,
             "load_average_after": load_average(), "monitor": monitor_curve(result.run_dir),
             "pretext": {k: v for k, v in result.final.items() if k.startswith("train/") and "step" not in k},
@@ -413,9 +417,13 @@ def result_path(out: Path, name: str, pretrain_seed: int) -> Path:
 
 
 def run_bench(methods: list[str] | None = None, out: str | Path = "benchmarks/results", quick: bool = False,
-              force: bool = False, minutes: float = 10.0, pretrain_seeds: Iterable[int] = (0,), **overrides: Any) -> dict:
+              force: bool = False, minutes: float = 10.0, pretrain_seeds: Iterable[int] = (0,),
+              reuse_epochs: bool = False, **overrides: Any) -> dict:
     """Bench each method (default: every image method) under `minutes` of pretraining, once per pretraining
-    seed, skipping those already done (unless `force`), then rebuild the table from every result on disk."""
+    seed, skipping those already done (unless `force`), then rebuild the table from every result on disk.
+    `reuse_epochs`: rerun with the epochs of the method's existing row instead of a new calibration, for a
+    change that leaves the step's cost alone (a tuned temperature or lr): calibrations on different machines
+    or days gave the same step 28 and 39 epochs of 10 minutes, which would swamp the change being measured."""
     out = Path(out)
     (out / "methods").mkdir(parents=True, exist_ok=True)
     if quick:  # budgets that fit the quick subsets, and a handful of fine-tuning steps
@@ -431,7 +439,7 @@ def run_bench(methods: list[str] | None = None, out: str | Path = "benchmarks/re
                 continue
             print(f"{name} (seed {seed}): pretraining for {minutes:g} min and evaluating ...", flush=True)
             data = data or eval_data(cfg)
-            result = bench_method(name, out, cfg, data, seed)
+            result = bench_method(name, out, cfg, data, seed, reuse_epochs)
             atomic_write_text(target, json.dumps(result, indent=2) + "\n")
             print(f"{name}: {result['epochs']} epochs, {result['pretrain_seconds']:.0f} s pretraining, "
                   f"{result['eval_seconds']:.0f} s evaluation", flush=True)
