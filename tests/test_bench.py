@@ -78,7 +78,8 @@ def test_a_rerun_can_reuse_its_rows_epochs_instead_of_a_new_calibration(tmp_path
     class PretrainCalled(Exception):
         pass
 
-    def pretrain(*args, epochs, **kwargs):
+    def pretrain(*args, epochs, overwrite, **kwargs):
+        assert overwrite  # a rerun replaces the run folder its interrupted or forced item left
         raise PretrainCalled(epochs)
 
     monkeypatch.setattr(bench, "load_dataset", lambda *a, **k: None)

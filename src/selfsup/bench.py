@@ -214,8 +214,10 @@ def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_se
     epochs = reused or epochs
     load_before = load_average()
     t0 = time.perf_counter()
+    # The result JSON is what makes an item done; a run folder without one is an interrupted or forced item,
+    # trained again from scratch.
     result = pretrain(name, data=cls.default_data, epochs=epochs, pool_size=len(pool), seed=pretrain_seed,
-                      run_dir=out / "runs" / f"{name}-seed{pretrain_seed}",
+                      run_dir=out / "runs" / f"{name}-seed{pretrain_seed}", overwrite=True,
                       train={"progress_bar": False, "knn_every": max(1, epochs // 8)})
     pretrain_s = time.perf_counter() - t0
     method = result.method.eval()
