@@ -8,7 +8,7 @@ import torch
 from selfsup.errors import SelfSupError
 from selfsup.evaluate.budgets import evaluate_protocols, label_sweep, random_init_features
 from selfsup.evaluate.features import extract_features
-from selfsup.evaluate.tuning import GRIDS, choose_on_validation, validation_split
+from selfsup.evaluate.tuning import GRIDS, choose_on_validation, validation_split, with_augment_choice
 from selfsup.methods import build_method
 from selfsup.views.geometry import random_shift_flip
 from conftest import TINY, synthetic_images
@@ -92,7 +92,7 @@ def spy_on_training(monkeypatch):
 
     def finetune(method, labeled, test, **kwargs):
         calls.append({"method": method, "labeled": labeled, "test": test, "lr": kwargs.get("lr"),
-                      "weight_decay": kwargs.get("weight_decay"), "batches": []})
+                      "weight_decay": kwargs.get("weight_decay"), "augment": kwargs.get("augment"), "batches": []})
         return real_finetune(method, labeled, test, **kwargs)
 
     def augment(batch, data, padding, generator):
@@ -123,6 +123,36 @@ def test_finetune_and_supervised_get_the_same_grid_augmentation_and_steps(monkey
         assert all(torch.equal(x, y) for x, y in zip(a["batches"], b["batches"]))
     # augmentation really changed the images the encoders saw
     assert not any(torch.equal(x, labeled.images[:16]) for x in finetune_calls[0]["batches"])
+
+
+def test_validation_can_choose_augmentation_alike_for_both_sides(monkeypatch):
+    data = synthetic_images(n=120, classes=4)
+    labeled, test = data.subset(torch.arange(80)), data.subset(torch.arange(80, 120))
+    method = build_method("rotation", data.spec, **TINY)
+    calls = spy_on_training(monkeypatch)
+    scores, chosen = evaluate_protocols(method, labeled, test, ("finetune", "supervised"),
+                                        finetune_kwargs=FAST | {"augment": "validation"})
+    finetune_calls = [c for c in calls if c["method"] is method]
+    supervised_calls = [c for c in calls if c["method"] is not method]
+    grid = [(p["lr"], p["weight_decay"], on) for p in GRIDS["finetune"] for on in (True, False)]
+    for side, name in ((finetune_calls, "finetune"), (supervised_calls, "supervised")):
+        *trials, final = side
+        assert [(c["lr"], c["weight_decay"], c["augment"]) for c in trials] == grid
+        best = max(chosen[name]["trials"], key=lambda t: t["val_acc"])["params"]
+        assert chosen[name]["params"] == best and final["augment"] == best["augment"]
+        assert all(len(c["batches"]) == (FAST["max_steps"] if c["augment"] else 0) for c in side)
+    assert set(scores) == {"finetune", "supervised"}
+
+
+def test_augment_choice_keeps_a_choice_made_earlier_and_is_off_without_the_option():
+    grid = [{"lr": 1e-3}, {"lr": 3e-3, "augment": False}]
+    expanded, rest = with_augment_choice(grid, {"augment": "validation", "max_steps": 5})
+    assert expanded == [{"lr": 1e-3, "augment": True}, {"lr": 1e-3, "augment": False}, {"lr": 3e-3, "augment": False}]
+    assert rest == {"max_steps": 5}
+    assert with_augment_choice(grid, {"augment": True}) == (grid, {"augment": True})
+    with pytest.raises(SelfSupError, match="'validation' is for the tuned protocols"):
+        finetune_module.finetune(build_method("rotation", synthetic_images(n=8).spec, **TINY), synthetic_images(n=8),
+                                 synthetic_images(n=8), augment="validation")
 
 
 def test_tuning_never_sees_the_test_set(monkeypatch):

@@ -27,7 +27,7 @@ from selfsup.evaluate.finetune import finetune, fresh_copy, supervised_baseline
 from selfsup.evaluate.knn import knn_classify
 from selfsup.evaluate.linear import linear_probe
 from selfsup.evaluate.sweep import budget_rows, draw_budget, summarize, sweep  # noqa: F401 (summarize: re-exported)
-from selfsup.evaluate.tuning import GRIDS, choose_on_validation
+from selfsup.evaluate.tuning import GRIDS, choose_on_validation, with_augment_choice
 from selfsup.methods.base import Method
 
 PROTOCOLS = ("linear", "knn", "finetune", "supervised", "random_init")
@@ -86,6 +86,7 @@ def grid_for(protocol: str, name: str, tune: bool, fixed: dict | None) -> list[d
 def tuned_training_protocol(train: Callable[..., dict], labeled: DataSource, test: DataSource, seed: int,
                             grid: list[dict], **kwargs: Any) -> tuple[float, dict]:
     """`train(labeled, test, **params, **kwargs)` (finetune or supervised_baseline) tuned on validation."""
+    grid, kwargs = with_augment_choice(grid, kwargs)
     fit_and_score = lambda fit, val, p: train(labeled.subset(fit), labeled.subset(val), seed=seed, **p, **kwargs)["acc"]
     best, trials = choose_on_validation(grid, labeled.labels, fit_and_score, seed)
     return train(labeled, test, seed=seed, **best, **kwargs)["acc"], {"params": best, "trials": trials}

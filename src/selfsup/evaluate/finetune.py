@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.data.base import Batch, DataSource
+from selfsup.errors import SelfSupError
 from selfsup.methods.base import Method, build_method
 from selfsup.nets.base import freeze_upto as freeze_blocks
 from selfsup.nets.base import set_frozen_eval
@@ -83,6 +84,9 @@ def finetune(method: Method, labeled: DataSource, test: DataSource, freeze_upto:
     budgets still get enough updates and large ones stay affordable; the supervised baseline gets exactly
     the same budget.
     """
+    if not isinstance(augment, bool):
+        raise SelfSupError(f"augment={augment!r}: fine-tuning takes True or False; augment='validation' is for "
+                           "the tuned protocols (evaluate_protocols, label_sweep), which try both")
     torch.manual_seed(seed)
     num_classes = int(max(labeled.labels.max(), test.labels.max())) + 1
     model = Classifier(method, num_classes, upto, freeze_upto).to(device)

@@ -20,6 +20,22 @@ LINEAR_GRID = [{"lr": lr, "weight_decay": wd} for lr in (1e-3, 1e-2) for wd in (
 KNN_GRID = [{"k": k} for k in (10, 50, 200)]
 FINETUNE_GRID = [{"lr": lr, "weight_decay": wd} for lr in (3e-4, 1e-3, 3e-3) for wd in (0.0, 5e-4)]
 GRIDS = {"linear": LINEAR_GRID, "knn": KNN_GRID, "finetune": FINETUNE_GRID, "supervised": FINETUNE_GRID}
+# `augment="validation"` in the fine-tuning options: light augmentation on or off becomes one more grid axis.
+AUGMENT_ON_VALIDATION = "validation"
+
+
+def with_augment_choice(grid: list[dict], options: dict) -> tuple[list[dict], dict]:
+    """(grid, options) for fine-tuning or the supervised baseline. With `augment="validation"` in `options`,
+    each grid point is tried with the light augmentation on and off, so validation picks it as it picks the
+    lr: at small step budgets augmentation can cost a network points, and neither side should be stuck with
+    it. Points that already fix `augment` (chosen earlier on another draw) are kept as they are."""
+    if options.get("augment") != AUGMENT_ON_VALIDATION:
+        return grid, options
+    rest = {k: v for k, v in options.items() if k != "augment"}
+    expanded = []
+    for point in grid:
+        expanded += [point] if "augment" in point else [point | {"augment": on} for on in (True, False)]
+    return expanded, rest
 
 
 def validation_split(labels: Tensor, fraction: float = 0.2, seed: int = 0) -> tuple[Tensor, Tensor]:

@@ -1,0 +1,99 @@
+"""Does the light augmentation favour one side? Fine-tuning and the supervised baseline of a method-table
+encoder, evaluated twice in one run: with the light augmentation always on (the table's protocol) and with
+validation choosing it on or off per side, like the lr (`finetune_kwargs={"augment": "validation"}`).
+Same label draws, grid, steps and seeds as `benchmarks/methods.py`; the test images are only scored.
+
+It reads the encoders the method table pretrained (`benchmarks/results/runs/NAME-seed0`, kept by
+`python benchmarks/methods.py --methods NAME`). Resumable per (method, setting).
+
+Usage: python benchmarks/augment_choice.py [--methods mocov2] [--budgets 10 100]
+Results: benchmarks/results/augment_choice.{json,md}.
+"""
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from selfsup.bench import BenchConfig, eval_data
+from selfsup.errors import SelfSupError
+from selfsup.evaluate.budgets import label_sweep
+from selfsup.runs import load_run
+from selfsup.utils import atomic_write_text, load_average
+
+SETTINGS = {"on": {}, "validation": {"augment": "validation"}}  # "on": the table's protocol
+
+
+def encoder_of(runs: Path, name: str):
+    run = runs / f"{name}-seed0"
+    if not run.exists():
+        raise SelfSupError(f"no pretrained {name} in {run}: run `python benchmarks/methods.py --methods {name} "
+                           "--force` first (its run folder is kept there)")
+    return load_run(run).eval()
+
+
+def evaluate_item(name: str, setting: str, runs: Path, budgets: list[int], data: dict) -> dict:
+    method = encoder_of(runs, name)
+    train, test = data["eval"]
+    t0, load_before = time.perf_counter(), load_average()
+    rows = label_sweep(method, train, test, budgets, BenchConfig.seeds, ("finetune", "supervised"),
+                       finetune_kwargs=SETTINGS[setting])
+    return {"method": name, "setting": setting, "rows": rows, "seconds": time.perf_counter() - t0,
+            "load_average": [load_before, load_average()], "threads": torch.get_num_threads()}
+
+
+def cell(rows: list[dict], protocol: str, budget: int) -> str:
+    accs = [100 * r["acc"] for r in rows if r["protocol"] == protocol and r["labels_per_class"] == budget]
+    chosen = {r["params"].get("augment") for r in rows if r["protocol"] == protocol and r["labels_per_class"] == budget}
+    aug = "" if chosen == {None} else " (aug " + "/".join("on" if c else "off" for c in sorted(chosen)) + ")"
+    return f"{statistics.mean(accs):.1f} ± {statistics.stdev(accs):.1f}{aug}"
+
+
+def table(items: dict, budgets: list[int]) -> str:
+    head = "| method | augmentation | " + " | ".join(f"{p} @{b}" for b in budgets for p in ("finetune", "supervised"))
+    head += " | " + " | ".join(f"margin @{b}" for b in budgets) + " |"
+    lines = [head, "|" + "---|" * (2 + 3 * len(budgets))]
+    for item in items.values():
+        rows = item["rows"]
+        margins = []
+        for b in budgets:
+            mean = lambda p: statistics.mean(100 * r["acc"] for r in rows if r["protocol"] == p and r["labels_per_class"] == b)
+            margins.append(f"{mean('finetune') - mean('supervised'):+.1f}")
+        cells = [cell(rows, p, b) for b in budgets for p in ("finetune", "supervised")]
+        lines.append(f"| {item['method']} | {item['setting']} | " + " | ".join(cells + margins) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--methods", nargs="+", default=["mocov2"])
+    p.add_argument("--budgets", type=int, nargs="+", default=[10, 100])
+    p.add_argument("--results", default="benchmarks/results")
+    p.add_argument("--runs", help="the method table's run folders (default: RESULTS/runs)")
+    a = p.parse_args()
+    results = Path(a.results)
+    runs = Path(a.runs) if a.runs else results / "runs"
+    path = results / "augment_choice.json"
+    items = json.loads(path.read_text()) if path.exists() else {}
+    data = None
+    for name in a.methods:
+        for setting in SETTINGS:
+            key = f"{name}/{setting}/{'-'.join(map(str, a.budgets))}"
+            if key in items:
+                continue
+            data = data or eval_data(BenchConfig())
+            print(f"{key} ...", flush=True)
+            items[key] = evaluate_item(name, setting, runs, a.budgets, data)
+            atomic_write_text(path, json.dumps(items, indent=2) + "\n")
+    text = ("Fine-tuning and the supervised baseline (same encoder, labels, grid, steps), with the light "
+            "augmentation always on (the method table's protocol) or chosen on validation per side. Fashion-MNIST "
+            f"test accuracy (%), mean ± std over {len(BenchConfig.seeds)} label draws; the augmentation each side "
+            "chose in brackets. Made by `python benchmarks/augment_choice.py`.\n\n" + table(items, a.budgets) + "\n")
+    atomic_write_text(results / "augment_choice.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
