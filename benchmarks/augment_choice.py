@@ -11,15 +11,14 @@ Results: benchmarks/results/augment_choice.{json,md}.
 """
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from selfsup.bench import BenchConfig, eval_data
+from selfsup.bench import BenchConfig, cell, eval_data, mean_of
 from selfsup.errors import SelfSupError
-from selfsup.evaluate.budgets import label_sweep
+from selfsup.evaluate.budgets import label_sweep, summarize
 from selfsup.runs import load_run
 from selfsup.utils import atomic_write_text, load_average
 
@@ -44,24 +43,21 @@ def evaluate_item(name: str, setting: str, runs: Path, budgets: list[int], data:
             "load_average": [load_before, load_average()], "threads": torch.get_num_threads()}
 
 
-def cell(rows: list[dict], protocol: str, budget: int) -> str:
-    accs = [100 * r["acc"] for r in rows if r["protocol"] == protocol and r["labels_per_class"] == budget]
+def chosen_augmentation(rows: list[dict], protocol: str, budget: int) -> str:
+    """" (aug on/off)": what validation chose on this protocol's draws; "" where it was not a choice."""
     chosen = {r["params"].get("augment") for r in rows if r["protocol"] == protocol and r["labels_per_class"] == budget}
-    aug = "" if chosen == {None} else " (aug " + "/".join("on" if c else "off" for c in sorted(chosen)) + ")"
-    return f"{statistics.mean(accs):.1f} ± {statistics.stdev(accs):.1f}{aug}"
+    return "" if chosen == {None} else " (aug " + "/".join("on" if c else "off" for c in sorted(chosen)) + ")"
 
 
 def table(items: dict, budgets: list[int]) -> str:
-    head = "| method | augmentation | " + " | ".join(f"{p} @{b}" for b in budgets for p in ("finetune", "supervised"))
+    sides = ("finetune", "supervised")
+    head = "| method | augmentation | " + " | ".join(f"{p} @{b}" for b in budgets for p in sides)
     head += " | " + " | ".join(f"margin @{b}" for b in budgets) + " |"
     lines = [head, "|" + "---|" * (2 + 3 * len(budgets))]
     for item in items.values():
-        rows = item["rows"]
-        margins = []
-        for b in budgets:
-            mean = lambda p: statistics.mean(100 * r["acc"] for r in rows if r["protocol"] == p and r["labels_per_class"] == b)
-            margins.append(f"{mean('finetune') - mean('supervised'):+.1f}")
-        cells = [cell(rows, p, b) for b in budgets for p in ("finetune", "supervised")]
+        summary = summarize(item["rows"])
+        cells = [cell(summary, p, b) + chosen_augmentation(item["rows"], p, b) for b in budgets for p in sides]
+        margins = [f"{100 * (mean_of(summary, 'finetune', b) - mean_of(summary, 'supervised', b)):+.1f}" for b in budgets]
         lines.append(f"| {item['method']} | {item['setting']} | " + " | ".join(cells + margins) + " |")
     return "\n".join(lines)
 

@@ -65,6 +65,7 @@ def main() -> None:
     for name in a.methods:
         torch.manual_seed(0)
         method = build_method(name, train.spec)
+        scale = feature_scale(method, labeled)  # of the init every lr below starts from (fresh_copy, seed 0)
         for lr in a.lrs:
             key = f"{name}/{lr:g}"
             if key in items:
@@ -73,7 +74,7 @@ def main() -> None:
             t0, load_before = time.perf_counter(), load_average()
             r = supervised_baseline(method, labeled, validation, seed=0, lr=lr, weight_decay=0.0)
             items[key] = {"method": name, "encoder": f"{method.config.encoder} {method.config.encoder_kwargs}",
-                          "scale": feature_scale(method, labeled), "lr": lr, "in_grid": lr in grid_lrs,
+                          "scale": scale, "lr": lr, "in_grid": lr in grid_lrs,
                           "acc": r["acc"], "train_acc": r["train_acc"], "steps": r["steps"],
                           "seconds": time.perf_counter() - t0, "load_average": [load_before, load_average()]}
             atomic_write_text(path, json.dumps(items, indent=2) + "\n")
