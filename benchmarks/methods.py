@@ -3,7 +3,7 @@ same wall-clock budget, evaluated at 10 / 100 / all labels per class against the
 supervised rows of its own encoder, and transferred to MNIST-5k. Resumable per method.
 
 Usage: python benchmarks/methods.py [--methods rotation simclr] [--minutes 10] [--pretrain-seeds 0 1 2]
-       [--force [--reuse-epochs]]
+       [--force [--reuse-epochs] | --reevaluate]
 Results: benchmarks/results/methods.{json,md}, label_efficiency.png, methods/NAME.json, methods/_baselines.json.
 """
 import argparse
@@ -19,7 +19,10 @@ if __name__ == "__main__":
     p.add_argument("--force", action="store_true", help="rerun methods that already have results")
     p.add_argument("--reuse-epochs", action="store_true",
                    help="rerun with the epochs of the method's existing row (for a change that leaves its step's cost alone)")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="evaluate finished rows again from their run folders' weights, without pretraining "
+                        "(for a change to evaluation alone, such as a wider tuning grid)")
     p.add_argument("--out", default="benchmarks/results")
     a = p.parse_args()
     run_bench(a.methods, a.out, a.quick, force=a.force, minutes=a.minutes, pretrain_seeds=a.pretrain_seeds,
-              reuse_epochs=a.reuse_epochs)
+              reuse_epochs=a.reuse_epochs, reevaluate=a.reevaluate)

@@ -1,4 +1,6 @@
 """The method table's bookkeeping: one baseline per way of feeding an encoder, equal compute budgets."""
+import json
+
 import pytest
 import torch
 
@@ -100,3 +102,40 @@ def test_a_rerun_can_reuse_its_rows_epochs_instead_of_a_new_calibration(tmp_path
     (tmp_path / "methods" / "mocov2.json").write_text('{"epochs": 37, "minutes_budget": 10.0}')
     assert calibrated != 37 and epochs_run(reuse_epochs=True) == 37
     assert epochs_run() == calibrated  # without the flag a rerun calibrates
+
+
+def test_reevaluating_keeps_the_rows_pretraining_and_replaces_its_evaluation(tmp_path, monkeypatch):
+    (tmp_path / "methods").mkdir()
+    run_dir = tmp_path / "runs" / "mocov2-seed0"
+    run_dir.mkdir(parents=True)
+    earlier = {"method": "mocov2", "epochs": 39, "pretrain_seconds": 969.0, "calibration": {"seconds_per_step": 0.1},
+               "rows": ["old"], "transfer_rows": ["old"], "baseline_key": "old", "eval_seconds": 482.0}
+    (tmp_path / "methods" / "mocov2.json").write_text(json.dumps(earlier))
+    loaded = []
+    monkeypatch.setattr(bench, "load_run", lambda path: loaded.append(path) or "the pretrained method")
+    monkeypatch.setattr(bench, "evaluate_pretrained", lambda method, out, cfg, data: {
+        "rows": [method], "transfer_rows": [], "baseline_key": "new", "eval_seconds": 1.0, "grids": "now"})
+
+    def config(status="done", epochs=39, seed=0):
+        (run_dir / "config.json").write_text(json.dumps({"status": status, "epochs_done": epochs, "train": {"seed": seed}}))
+
+    config()
+    with pytest.raises(SystemExit, match="run folder"):  # no weights
+        bench.reevaluate_method("mocov2", tmp_path, BenchConfig(), {})
+    (run_dir / "method.safetensors").write_bytes(b"")
+    result = bench.reevaluate_method("mocov2", tmp_path, BenchConfig(), {})
+    assert loaded == [run_dir]
+    assert result["rows"] == ["the pretrained method"] and result["baseline_key"] == "new" and result["reevaluated"]
+    assert (result["epochs"], result["pretrain_seconds"], result["calibration"]) == (39, 969.0, {"seconds_per_step": 0.1})
+    for wrong in ({"status": "running"}, {"epochs": 38}, {"seed": 1}):  # not the finished run behind the row
+        config(**wrong)
+        with pytest.raises(SystemExit, match="not the finished run"):
+            bench.reevaluate_method("mocov2", tmp_path, BenchConfig(), {})
+    with pytest.raises(SystemExit, match="needs its result"):
+        bench.reevaluate_method("simclr", tmp_path, BenchConfig(), {})
+
+
+def test_the_table_says_which_fine_tuning_grid_each_baseline_group_used():
+    from selfsup.evaluate.tuning import GRIDS
+    assert bench.finetune_lrs({"grids": GRIDS}) == "fine-tune lr 0.0003–0.03"
+    assert bench.finetune_lrs({}) == "fine-tune lr 0.0003–0.003"  # groups made before grids were recorded

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from selfsup.api import pretrain
+from selfsup.runs import load_run
 from selfsup.data.sources import load_dataset
 from selfsup.data.splits import held_out_test
 from selfsup.evaluate.budgets import label_sweep, summarize
@@ -176,7 +177,7 @@ def baseline_rows(method: Any, data: dict, cfg: BenchConfig, out: Path) -> tuple
         known = json.loads(cache.read_text()) if cache.exists() else {}  # re-read: another sitting may have written
         known[key] = {"encoder": method.config.encoder, "encoder_kwargs": method.config.encoder_kwargs,
                       "fed_as": type(method).encoder_input.__qualname__, "first_method": method.name,
-                      "rows": rows, "transfer_rows": transfer}
+                      "grids": GRIDS, "rows": rows, "transfer_rows": transfer}
         atomic_write_text(cache, json.dumps(known, indent=2) + "\n")
     return key, known[key]
 
@@ -220,22 +221,46 @@ def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_se
                       run_dir=out / "runs" / f"{name}-seed{pretrain_seed}", overwrite=True,
                       train={"progress_bar": False, "knn_every": max(1, epochs // 8)})
     pretrain_s = time.perf_counter() - t0
-    method = result.method.eval()
+    pretrained = {"method": name, "pretrain_seed": pretrain_seed, "pretrain_data": cls.default_data, "pool": len(pool),
+                  "epochs": epochs, "batch_size": batch_size, "minutes_budget": cfg.minutes,
+                  "encoder": result.method.config.encoder, "encoder_kwargs": result.method.config.encoder_kwargs,
+                  "calibration": timing, "epochs_from": ("seed 0" if pretrain_seed > 0 else "previous row") if reused
+                  else "calibration", "pretrain_seconds": pretrain_s, "images_per_s": result.images_per_s,
+                  "load_average_before": load_before, "load_average_after": load_average(),
+                  "monitor": monitor_curve(result.run_dir),
+                  "pretext": {k: v for k, v in result.final.items() if k.startswith("train/") and "step" not in k}}
+    return pretrained | evaluate_pretrained(result.method, out, cfg, data)
+
+
+def evaluate_pretrained(method: Any, out: Path, cfg: BenchConfig, data: dict) -> dict:
+    """The evaluation part of a method's result: its rows, transfer rows and baseline key, with the grids used."""
+    t0 = time.perf_counter()
+    method = method.eval()
     train, test = data["eval"]
     rows = label_sweep(method, train, test, cfg.budgets, cfg.seeds, ("linear", "knn", "finetune"),
                        finetune_kwargs=cfg.finetune_kwargs)
     transfer_train, transfer_test = data["transfer"]
     transfer = label_sweep(method, transfer_train, transfer_test, cfg.transfer_budgets, cfg.seeds, ("linear", "knn"))
     key, _ = baseline_rows(method, data, cfg, out)
-    return {"method": name, "pretrain_seed": pretrain_seed, "pretrain_data": cls.default_data, "pool": len(pool),
-            "epochs": epochs, "batch_size": batch_size, "minutes_budget": cfg.minutes, "encoder": method.config.encoder,
-            "encoder_kwargs": method.config.encoder_kwargs, "baseline_key": key, "calibration": timing,
-            "epochs_from": ("seed 0" if pretrain_seed > 0 else "previous row") if reused else "calibration",
-            "pretrain_seconds": pretrain_s, "images_per_s": result.images_per_s, "load_average_before": load_before,
-            "load_average_after": load_average(), "monitor": monitor_curve(result.run_dir),
-            "pretext": {k: v for k, v in result.final.items() if k.startswith("train/") and "step" not in k},
-            "rows": rows, "transfer_rows": transfer, "eval_seconds": time.perf_counter() - t0 - pretrain_s,
-            "config": asdict(cfg)}
+    return {"baseline_key": key, "rows": rows, "transfer_rows": transfer, "grids": GRIDS,
+            "eval_seconds": time.perf_counter() - t0, "config": asdict(cfg)}
+
+
+def reevaluate_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_seed: int = 0) -> dict:
+    """A finished row evaluated again from its run folder's pretrained weights, its pretraining kept: for a
+    change to evaluation alone (a wider tuning grid), so the row need not pretrain for another 10 minutes."""
+    earlier_path, run_dir = result_path(out, name, pretrain_seed), out / "runs" / f"{name}-seed{pretrain_seed}"
+    if not earlier_path.exists() or not (run_dir / "method.safetensors").exists():
+        raise SystemExit(f"{name} (seed {pretrain_seed}): re-evaluating needs its result {earlier_path} and its run "
+                         f"folder {run_dir}; run it again with --force instead")
+    earlier = json.loads(earlier_path.read_text())
+    recorded = json.loads((run_dir / "config.json").read_text())
+    done = (recorded.get("status"), recorded.get("epochs_done"), recorded["train"].get("seed"))
+    if done != ("done", earlier["epochs"], pretrain_seed):
+        raise SystemExit(f"{run_dir} is not the finished run behind {earlier_path} (status, epochs, seed: {done}, "
+                         f"the row has {earlier['epochs']} epochs): run it again with --force instead")
+    kept = {k: v for k, v in earlier.items() if k not in ("rows", "transfer_rows", "baseline_key", "eval_seconds")}
+    return kept | evaluate_pretrained(load_run(run_dir), out, cfg, data) | {"reevaluated": True}
 
 
 def monitor_curve(run_dir: Path) -> list[dict]:
@@ -294,6 +319,16 @@ def verdict(summary: list[dict], random_summary: list[dict], supervised_summary:
     return "; ".join(parts)
 
 
+# The fine-tuning grid's lrs before baselines recorded their grids (the key held it all along).
+EARLIER_FINETUNE_LRS = (3e-4, 1e-3, 3e-3)
+
+
+def finetune_lrs(baseline: dict) -> str:
+    """The fine-tuning / supervised lrs a baseline group (its rows and its methods' rows) was tuned over."""
+    lrs = sorted({p["lr"] for p in baseline["grids"]["finetune"]}) if "grids" in baseline else EARLIER_FINETUNE_LRS
+    return f"fine-tune lr {lrs[0]:g}–{lrs[-1]:g}"
+
+
 def markdown_tables(results: list[dict], baselines: dict) -> str:
     head = "| " + " | ".join(f"{p} @{b}" for p, b in COLUMNS) + " |"
     lines = ["| row | encoder key " + head + " best − random (linear @100); best − supervised |",
@@ -306,7 +341,7 @@ def markdown_tables(results: list[dict], baselines: dict) -> str:
         sup_summary = summarize(base["rows"])
         sup = {("finetune", b): cell(sup_summary, "supervised", b) for b in (10, 100, "all")}
         enc = base["encoder"] + (f" {base['encoder_kwargs']}" if base["encoder_kwargs"] else "")
-        lines.append(f"| **random init** | {key[:6]} ({enc}, fed as {base['fed_as']}) | "
+        lines.append(f"| **random init** | {key[:6]} ({enc}, fed as {base['fed_as']}; {finetune_lrs(base)}) | "
                      + " | ".join(rnd.get(c, "") for c in COLUMNS) + " | |")
         lines.append(f"| **supervised** (fine-tune columns) | {key[:6]} | "
                      + " | ".join(sup.get(c, "") for c in COLUMNS) + " | |")
@@ -420,12 +455,14 @@ def result_path(out: Path, name: str, pretrain_seed: int) -> Path:
 
 def run_bench(methods: list[str] | None = None, out: str | Path = "benchmarks/results", quick: bool = False,
               force: bool = False, minutes: float = 10.0, pretrain_seeds: Iterable[int] = (0,),
-              reuse_epochs: bool = False, **overrides: Any) -> dict:
+              reuse_epochs: bool = False, reevaluate: bool = False, **overrides: Any) -> dict:
     """Bench each method (default: every image method) under `minutes` of pretraining, once per pretraining
     seed, skipping those already done (unless `force`), then rebuild the table from every result on disk.
     `reuse_epochs`: rerun with the epochs of the method's existing row instead of a new calibration, for a
     change that leaves the step's cost alone (a tuned temperature or lr): calibrations on different machines
-    or days gave the same step 28 and 39 epochs of 10 minutes, which would swamp the change being measured."""
+    or days gave the same step 28 and 39 epochs of 10 minutes, which would swamp the change being measured.
+    `reevaluate`: evaluate finished rows again from their run folders' weights, without pretraining (for a change
+    to evaluation alone); rows whose run folder is gone are refused."""
     out = Path(out)
     (out / "methods").mkdir(parents=True, exist_ok=True)
     if quick:  # budgets that fit the quick subsets, and a handful of fine-tuning steps
@@ -436,12 +473,14 @@ def run_bench(methods: list[str] | None = None, out: str | Path = "benchmarks/re
     for name in methods or image_methods():
         for seed in pretrain_seeds:
             target = result_path(out, name, seed)
-            if target.exists() and not force:
+            if target.exists() and not (force or reevaluate):
                 print(f"{name} (seed {seed}): done already ({target})")
                 continue
-            print(f"{name} (seed {seed}): pretraining for {minutes:g} min and evaluating ...", flush=True)
+            print(f"{name} (seed {seed}): " + ("evaluating again ..." if reevaluate else
+                                               f"pretraining for {minutes:g} min and evaluating ..."), flush=True)
             data = data or eval_data(cfg)
-            result = bench_method(name, out, cfg, data, seed, reuse_epochs)
+            result = (reevaluate_method(name, out, cfg, data, seed) if reevaluate
+                      else bench_method(name, out, cfg, data, seed, reuse_epochs))
             atomic_write_text(target, json.dumps(result, indent=2) + "\n")
             print(f"{name}: {result['epochs']} epochs, {result['pretrain_seconds']:.0f} s pretraining, "
                   f"{result['eval_seconds']:.0f} s evaluation", flush=True)
