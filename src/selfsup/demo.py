@@ -74,11 +74,15 @@ def run_setting(s: DemoSetting, seed: int, out: Path, progress: bool, chosen: di
         fixed={"supervised": chosen["supervised_no_aug"]} if chosen else None)
     acc |= {k: probes[k] for k in ("linear", "random_init_linear")} | trained
     acc["supervised_no_aug"] = plain["supervised"]
-    params = {k: c["params"] for k, c in (choices | more).items()}
-    params["supervised_no_aug"] = plain_choice["supervised"]["params"]
+    everything = choices | more | {"supervised_no_aug": plain_choice["supervised"]}
+    params = {k: c["params"] for k, c in everything.items()}
+    # every grid point's validation accuracy (first seed only: later seeds reuse its choice), so a choice
+    # that was a near-tie can be seen as one
+    validation = {k: c["trials"] for k, c in everything.items() if c.get("trials")}
     return {"data": s.data, "seed": seed, "pool": len(split.pool), "labeled": len(split.labeled),
             "test": len(split.test), "epochs": s.epochs, "pretrain_seconds": pretrain_s,
             "pretext_acc": result.final.get("train/pretext_acc"), "acc": acc, "params": params,
+            "validation_trials": validation,
             "seconds": time.perf_counter() - t0}, params
 
 
