@@ -139,3 +139,16 @@ def test_the_table_says_which_fine_tuning_grid_each_baseline_group_used():
     from selfsup.evaluate.tuning import GRIDS
     assert bench.finetune_lrs({"grids": GRIDS}) == "fine-tune lr 0.0003–0.03"
     assert bench.finetune_lrs({}) == "fine-tune lr 0.0003–0.003"  # groups made before grids were recorded
+
+
+def test_seeds_evaluated_with_other_settings_are_never_averaged_together():
+    rows = lambda acc: [{"labels_per_class": 10, "seed": 0, "protocol": "linear", "acc": acc}]
+    results = [{"method": "mocov2", "baseline_key": "new", "rows": rows(0.8)},
+               {"method": "mocov2", "baseline_key": "old", "rows": rows(0.6)},
+               {"method": "mocov2", "baseline_key": "old", "rows": rows(0.7)}]
+    grouped = bench.by_method(results)
+    assert {k: [r["rows"][0]["acc"] for r in runs] for k, runs in grouped.items()} == {
+        ("mocov2", "new"): [0.8], ("mocov2", "old"): [0.6, 0.7]}
+    baselines = {k: {"encoder": "convnet", "encoder_kwargs": {}, "fed_as": "x", "rows": []} for k in ("new", "old")}
+    table = bench.markdown_tables(results, baselines)
+    assert "| mocov2 | new " in table and "| mocov2 (2 seeds) | old " in table

@@ -297,11 +297,12 @@ def load_results(out: Path) -> tuple[list[dict], dict]:
     return results, (json.loads(cache.read_text()) if cache.exists() else {})
 
 
-def by_method(results: list[dict]) -> dict[str, list[dict]]:
-    """Each method's results over its pretraining seeds."""
-    grouped: dict[str, list[dict]] = {}
+def by_method(results: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Each method's results over its pretraining seeds, per baseline key: seeds evaluated with other settings
+    (a re-evaluated seed 0 beside seeds not yet re-evaluated) are never averaged together."""
+    grouped: dict[tuple[str, str], list[dict]] = {}
     for r in results:
-        grouped.setdefault(r["method"], []).append(r)
+        grouped.setdefault((r["method"], r["baseline_key"]), []).append(r)
     return grouped
 
 
@@ -345,8 +346,8 @@ def markdown_tables(results: list[dict], baselines: dict) -> str:
                      + " | ".join(rnd.get(c, "") for c in COLUMNS) + " | |")
         lines.append(f"| **supervised** (fine-tune columns) | {key[:6]} | "
                      + " | ".join(sup.get(c, "") for c in COLUMNS) + " | |")
-        for name, runs in grouped.items():
-            if runs[0]["baseline_key"] != key:
+        for (name, run_key), runs in grouped.items():
+            if run_key != key:
                 continue
             summary = summarize([r for run in runs for r in run["rows"]])
             seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
@@ -382,9 +383,9 @@ def transfer_table(results: list[dict], baselines: dict) -> str:
     for key, base in baselines.items():
         s = summarize(base.get("transfer_rows", []))
         lines.append(f"| random init ({key[:6]}) | " + " | ".join(cell(s, f"random_init_{p}", b) for p, b in cols) + " |")
-    for name, runs in by_method(results).items():
+    for (name, key), runs in by_method(results).items():
         s = summarize([r for run in runs for r in run["transfer_rows"]])
-        lines.append(f"| {name} ({runs[0]['baseline_key'][:6]}) | " + " | ".join(cell(s, p, b) for p, b in cols) + " |")
+        lines.append(f"| {name} ({key[:6]}) | " + " | ".join(cell(s, p, b) for p, b in cols) + " |")
     return "\n".join(lines)
 
 
@@ -421,10 +422,10 @@ def plot_label_efficiency(results: list[dict], baselines: dict, path: Path) -> N
             ax.errorbar([i for i, _ in points], [100 * s["mean"] for _, s in points], [100 * s["std"] for _, s in points],
                         capsize=2, **style)
 
-    for name, runs in by_method(results).items():
+    for (name, key), runs in by_method(results).items():
         summary = summarize([r for run in runs for r in run["rows"]])
         best = max(("linear", "knn", "finetune"), key=lambda p: mean_of(summary, p, 100) or 0)
-        curve(summary, best, marker="o", ms=3, label=f"{name} ({best})")
+        curve(summary, best, marker="o", ms=3, label=f"{name} ({best}, {key[:6]})")
     for key, base in baselines.items():
         s = summarize(base["rows"])
         curve(s, "supervised", marker="*", ms=8, ls="--", color="k", label=f"supervised ({key[:6]})")
