@@ -36,12 +36,12 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from selfsup.api import pretrain
-from selfsup.runs import load_run
 from selfsup.data.sources import load_dataset
 from selfsup.data.splits import held_out_test
 from selfsup.evaluate.budgets import label_sweep, summarize
 from selfsup.evaluate.tuning import GRIDS
 from selfsup.methods.base import METHODS, build_method
+from selfsup.runs import load_run
 from selfsup.utils import atomic_write_text, load_average
 
 EVAL_DATA = "fashion-mnist"
@@ -218,7 +218,7 @@ def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_se
     # The result JSON is what makes an item done; a run folder without one is an interrupted or forced item,
     # trained again from scratch.
     result = pretrain(name, data=cls.default_data, epochs=epochs, pool_size=len(pool), seed=pretrain_seed,
-                      run_dir=out / "runs" / f"{name}-seed{pretrain_seed}", overwrite=True,
+                      run_dir=run_folder(out, name, pretrain_seed), overwrite=True,
                       train={"progress_bar": False, "knn_every": max(1, epochs // 8)})
     pretrain_s = time.perf_counter() - t0
     pretrained = {"method": name, "pretrain_seed": pretrain_seed, "pretrain_data": cls.default_data, "pool": len(pool),
@@ -249,7 +249,7 @@ def evaluate_pretrained(method: Any, out: Path, cfg: BenchConfig, data: dict) ->
 def reevaluate_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_seed: int = 0) -> dict:
     """A finished row evaluated again from its run folder's pretrained weights, its pretraining kept: for a
     change to evaluation alone (a wider tuning grid), so the row need not pretrain for another 10 minutes."""
-    earlier_path, run_dir = result_path(out, name, pretrain_seed), out / "runs" / f"{name}-seed{pretrain_seed}"
+    earlier_path, run_dir = result_path(out, name, pretrain_seed), run_folder(out, name, pretrain_seed)
     if not earlier_path.exists() or not (run_dir / "method.safetensors").exists():
         raise SystemExit(f"{name} (seed {pretrain_seed}): re-evaluating needs its result {earlier_path} and its run "
                          f"folder {run_dir}; run it again with --force instead")
@@ -259,8 +259,8 @@ def reevaluate_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretra
     if done != ("done", earlier["epochs"], pretrain_seed):
         raise SystemExit(f"{run_dir} is not the finished run behind {earlier_path} (status, epochs, seed: {done}, "
                          f"the row has {earlier['epochs']} epochs): run it again with --force instead")
-    kept = {k: v for k, v in earlier.items() if k not in ("rows", "transfer_rows", "baseline_key", "eval_seconds")}
-    return kept | evaluate_pretrained(load_run(run_dir), out, cfg, data) | {"reevaluated": True}
+    # evaluate_pretrained's keys replace the row's evaluation; everything else (its pretraining) is kept
+    return earlier | evaluate_pretrained(load_run(run_dir), out, cfg, data) | {"reevaluated": True}
 
 
 def monitor_curve(run_dir: Path) -> list[dict]:
@@ -339,7 +339,7 @@ def markdown_tables(results: list[dict], baselines: dict) -> str:
         random_summary = summarize(base["rows"])
         rnd = {("linear", b): cell(random_summary, "random_init_linear", b) for b in (10, 100, "all")}
         rnd |= {("knn", b): cell(random_summary, "random_init_knn", b) for b in (10, 100, "all")}
-        sup_summary = summarize(base["rows"])
+        sup_summary = random_summary  # the baseline's rows hold both its random-init and supervised protocols
         sup = {("finetune", b): cell(sup_summary, "supervised", b) for b in (10, 100, "all")}
         enc = base["encoder"] + (f" {base['encoder_kwargs']}" if base["encoder_kwargs"] else "")
         lines.append(f"| **random init** | {key[:6]} ({enc}, fed as {base['fed_as']}; {finetune_lrs(base)}) | "
@@ -452,6 +452,11 @@ def first_seed_epochs(out: Path, name: str, cfg: BenchConfig) -> int | None:
 
 def result_path(out: Path, name: str, pretrain_seed: int) -> Path:
     return out / "methods" / (f"{name}.json" if pretrain_seed == 0 else f"{name}-seed{pretrain_seed}.json")
+
+
+def run_folder(out: Path, name: str, pretrain_seed: int) -> Path:
+    """Where a row's pretraining run lives: its weights are what `--reevaluate` evaluates again."""
+    return out / "runs" / f"{name}-seed{pretrain_seed}"
 
 
 def run_bench(methods: list[str] | None = None, out: str | Path = "benchmarks/results", quick: bool = False,
