@@ -1,4 +1,5 @@
 """One sweep and one summary for every table (images, text, the demo): sample standard deviation."""
+import json
 import statistics
 
 import pytest
@@ -74,3 +75,21 @@ def test_demo_runs_settings_and_seeds_in_the_same_order_and_its_table_is_unchang
     one = demo.run_demo(tmp_path, seeds=(0,), settings=settings[:1], progress=False)
     assert one["table"] == old_demo_table(one["runs"])
     assert all(t["std"] == 0.0 and t["seeds"] == 1 for t in one["table"])  # one value: std 0.0
+
+
+def test_demo_setting_runs_again_over_its_own_earlier_run_folders(monkeypatch, tmp_path):
+    """A second `make demo` (or one after a stopped run) replaces the demo's run folders instead of refusing."""
+    def stub_protocols(m, labeled, test, protocols, **kwargs):
+        names = [p if p != "random_init" else "random_init_linear" for p in protocols]
+        return {n: 0.5 for n in names}, {n: {"params": {"lr": 1e-3}} for n in names}
+
+    monkeypatch.setattr(demo, "evaluate_protocols", stub_protocols)
+    monkeypatch.setattr(demo, "finetune", lambda *a, **k: {"acc": 0.5})
+    setting = demo.DemoSetting("mnist5k", 300, 2, 1)
+    first, _ = demo.run_setting(setting, 0, tmp_path, False, None)
+    folder = tmp_path / "runs" / "mnist5k-seed0"
+    stamp = (folder / "config.json").stat().st_mtime_ns
+    second, _ = demo.run_setting(setting, 0, tmp_path, False, None)
+    assert json.loads((folder / "config.json").read_text())["status"] == "done"
+    assert (folder / "config.json").stat().st_mtime_ns != stamp  # pretrained again, not skipped
+    assert second["pool"] == first["pool"] == 300

@@ -61,7 +61,8 @@ def run_setting(s: DemoSetting, seed: int, out: Path, progress: bool, chosen: di
     split = make_splits(held.rest, held.test, labels_per_class=s.labels_per_class, pool_size=s.pool_size, seed=seed)
     t0 = time.perf_counter()
     result = pretrain("rotation", data=s.data, pool=split.pool, epochs=s.epochs, seed=seed,
-                      run_dir=out / "runs" / f"{s.data}-seed{seed}", train={"progress_bar": progress})
+                      run_dir=out / "runs" / f"{s.data}-seed{seed}", train={"progress_bar": progress},
+                      overwrite=True)  # the demo's own scratch folder: a rerun (or a stopped one) replaces it
     pretrain_s = time.perf_counter() - t0
     m = result.method.eval()
     acc = {"notebook": finetune(m, split.labeled, split.test, freeze_upto="conv2", upto="conv2", augment=False,
