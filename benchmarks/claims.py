@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -123,10 +122,11 @@ def pretrained(method: str, seed: int, run_dir: Path, b: Budgets, epochs: int, p
         record = run.read_config()
         return load_run(run_dir), {"pretrained_in_this_item": False, "run_dir": str(run_dir), "epochs": epochs,
                                    "pool": record["data"]["pool_size"], "pretext": record.get("final_metrics", {})}
-    shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished earlier attempt: start clean
     t0 = time.perf_counter()
+    # overwrite: a half-finished earlier attempt is cleared under the run folder's lock, so a second
+    # process on the same item is refused instead of deleting the folder under the first one
     result = pretrain(method, data="fashion-mnist", epochs=epochs, pool_size=pool_size, seed=seed,
-                      batch_size=b.batch_size, run_dir=run_dir, options=options,
+                      batch_size=b.batch_size, run_dir=run_dir, options=options, overwrite=True,
                       train={"progress_bar": False, "knn_every": 0})
     pretext = {k: v for k, v in result.final.items() if k.startswith("train/") and "step" not in k}
     return result.method.eval(), {"pretrained_in_this_item": True, "run_dir": str(run_dir), "epochs": epochs,

@@ -306,15 +306,16 @@ def by_method(results: list[dict]) -> dict[tuple[str, str], list[dict]]:
     return grouped
 
 
-def verdict(summary: list[dict], random_summary: list[dict], supervised_summary: list[dict]) -> str:
-    """Did it learn (linear @100 beats random init by >= 2 points) and does it beat supervised @10 / @100?"""
-    lin, rnd = mean_of(summary, "linear", 100), mean_of(random_summary, "random_init_linear", 100)
+def verdict(summary: list[dict], baseline: list[dict]) -> str:
+    """Did it learn (linear @100 beats random init by >= 2 points) and does it beat supervised @10 / @100?
+    `baseline`: the summary of its baseline key's rows, random-init and supervised together."""
+    lin, rnd = mean_of(summary, "linear", 100), mean_of(baseline, "random_init_linear", 100)
     parts = []
     if lin is not None and rnd is not None:
         parts.append(f"{100 * (lin - rnd):+.1f} vs random")
     for budget in (10, 100):
         best = max((m for p in ("linear", "knn", "finetune") if (m := mean_of(summary, p, budget)) is not None), default=None)
-        sup = mean_of(supervised_summary, "supervised", budget)
+        sup = mean_of(baseline, "supervised", budget)
         if best is not None and sup is not None:
             parts.append(f"{100 * (best - sup):+.1f} vs sup @{budget}")
     return "; ".join(parts)
@@ -336,11 +337,10 @@ def markdown_tables(results: list[dict], baselines: dict) -> str:
              "|---|---" + "|---" * len(COLUMNS) + "|---|"]
     grouped = by_method(results)
     for key, base in baselines.items():
-        random_summary = summarize(base["rows"])
-        rnd = {("linear", b): cell(random_summary, "random_init_linear", b) for b in (10, 100, "all")}
-        rnd |= {("knn", b): cell(random_summary, "random_init_knn", b) for b in (10, 100, "all")}
-        sup_summary = random_summary  # the baseline's rows hold both its random-init and supervised protocols
-        sup = {("finetune", b): cell(sup_summary, "supervised", b) for b in (10, 100, "all")}
+        baseline = summarize(base["rows"])  # the random-init and the supervised protocols' rows together
+        rnd = {("linear", b): cell(baseline, "random_init_linear", b) for b in (10, 100, "all")}
+        rnd |= {("knn", b): cell(baseline, "random_init_knn", b) for b in (10, 100, "all")}
+        sup = {("finetune", b): cell(baseline, "supervised", b) for b in (10, 100, "all")}
         enc = base["encoder"] + (f" {base['encoder_kwargs']}" if base["encoder_kwargs"] else "")
         lines.append(f"| **random init** | {key[:6]} ({enc}, fed as {base['fed_as']}; {finetune_lrs(base)}) | "
                      + " | ".join(rnd.get(c, "") for c in COLUMNS) + " | |")
@@ -352,7 +352,7 @@ def markdown_tables(results: list[dict], baselines: dict) -> str:
             summary = summarize([r for run in runs for r in run["rows"]])
             seeds = f" ({len(runs)} seeds)" if len(runs) > 1 else ""
             lines.append(f"| {name}{seeds} | {key[:6]} | " + " | ".join(cell(summary, p, b) for p, b in COLUMNS)
-                         + f" | {verdict(summary, random_summary, sup_summary)} |")
+                         + f" | {verdict(summary, baseline)} |")
     return "\n".join(lines)
 
 
