@@ -31,6 +31,15 @@ def test_every_change_to_the_encoder_or_its_input_gets_its_own_baseline():
     assert key_of("rotation", data, cfg=BenchConfig(budgets=(10,))) != rotation  # other evaluation settings
 
 
+def test_a_standardised_head_gets_its_own_baseline_and_a_raw_head_keeps_the_earlier_key(monkeypatch):
+    data = synthetic_images(n=32)
+    # RotNet's ConvNet has no BatchNorm: the default head ("auto") standardises its features; SimCLR's has BatchNorm
+    rotation, simclr = key_of("rotation", data), key_of("simclr", data)
+    monkeypatch.setattr(bench, "standardised_head", lambda method, cfg: False)  # the keys as before head_norm
+    assert key_of("rotation", data) != rotation
+    assert key_of("simclr", data) == simclr  # so the rows measured before head_norm keep their baselines
+
+
 def test_colour_methods_feed_the_lightness_channel():
     data = synthetic_images(n=32)
     rgb = data.__class__(data.images.repeat(1, 3, 1, 1), data.labels, data.classes)

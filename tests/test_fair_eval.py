@@ -11,7 +11,7 @@ from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.tuning import GRIDS, choose_on_validation, validation_split, with_augment_choice
 from selfsup.methods import build_method
 from selfsup.views.geometry import random_shift_flip
-from conftest import TINY, synthetic_images
+from conftest import TINY, TINY_BN, synthetic_images
 
 # `selfsup.evaluate` is also the API function, so the submodules are looked up by their full names
 budgets = importlib.import_module("selfsup.evaluate.budgets")
@@ -215,3 +215,46 @@ def test_the_probed_block_is_chosen_on_validation_never_on_the_test_set():
         at_clear, chosen = tuned_feature_protocols(xtr, labels, xte, test_labels, (name,), 0)
         assert accs[name] == at_clear[name] < 0.5  # scrambled test features: the test set did not choose
         assert choices[name]["val_acc"] == max(t["val_acc"] for t in chosen[name]["trials"])
+
+
+def test_head_norm_standardises_features_only_where_the_encoder_has_no_normalisation_of_its_own():
+    data = synthetic_images(n=40, classes=4)
+    plain = build_method("rotation", data.spec, **TINY)  # the RotNet ConvNet: no BatchNorm
+    with_bn = build_method("simclr", data.spec, **TINY_BN)
+    used = finetune_module.head_norm_used
+    assert used(plain.encoder, "auto") and not used(with_bn.encoder, "auto")
+    assert used(with_bn.encoder, "batchnorm") and not used(plain.encoder, "none")
+    with pytest.raises(SelfSupError, match="batchnorm"):
+        used(plain.encoder, "batchnom")
+    model = finetune_module.Classifier(plain, num_classes=4, upto=None, freeze_upto=None).train()
+    norm, linear = model.head
+    assert isinstance(norm, torch.nn.BatchNorm1d) and not norm.affine
+    seen = {}
+    linear.register_forward_hook(lambda module, args, out: seen.update(x=args[0]))
+    model(data.images[:32])
+    # the linear head sees each feature standardised over the batch
+    raw = model.encoder(plain.encoder_input(data.images[:32])).detach()
+    expected = (raw - raw.mean(0)) / (raw.var(0, unbiased=False) + norm.eps).sqrt()
+    assert torch.allclose(seen["x"], expected, atol=1e-4)
+    bn_model = finetune_module.Classifier(with_bn, num_classes=4, upto=None, freeze_upto=None)
+    assert isinstance(bn_model.head[0], torch.nn.Identity)
+
+
+def test_finetune_and_supervised_get_the_same_head(monkeypatch):
+    data = synthetic_images(n=120, classes=4)
+    labeled, test = data.subset(torch.arange(80)), data.subset(torch.arange(80, 120))
+    method = build_method("rotation", data.spec, **TINY)
+    heads = []
+    real = finetune_module.Classifier.__init__
+
+    def spy(self, method, *args, **kwargs):
+        real(self, method, *args, **kwargs)
+        heads.append(type(self.head[0]))
+
+    monkeypatch.setattr(finetune_module.Classifier, "__init__", spy)
+    evaluate_protocols(method, labeled, test, ("finetune", "supervised"), finetune_kwargs=FAST, tune=False)
+    assert heads == [torch.nn.BatchNorm1d, torch.nn.BatchNorm1d]
+    heads.clear()
+    evaluate_protocols(method, labeled, test, ("finetune", "supervised"), finetune_kwargs=FAST | {"head_norm": "none"},
+                       tune=False)
+    assert heads == [torch.nn.Identity, torch.nn.Identity]

@@ -112,7 +112,7 @@ def test_downstream_features_use_only_parameters_the_pretext_loss_trains() -> No
     # Linear probe and kNN (method.features, default read-out): perturbing every parameter that the pretext
     # loss does not train leaves the features unchanged; perturbing a trained one does not.
     features = method.features(batch)
-    assert features.shape == (4, method.feature_dim) == (4, Classifier(method, 3, None, None).head.in_features)
+    assert features.shape == (4, method.feature_dim) == (4, Classifier(method, 3, None, None).head[-1].in_features)
     untrained = [p for name, p in method.named_parameters() if not _trained(grads[name])]
     with torch.no_grad():
         for p in untrained:

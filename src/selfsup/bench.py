@@ -39,6 +39,7 @@ from selfsup.api import pretrain
 from selfsup.data.sources import load_dataset
 from selfsup.data.splits import held_out_test
 from selfsup.evaluate.budgets import label_sweep, summarize
+from selfsup.evaluate.finetune import head_norm_used
 from selfsup.evaluate.tuning import GRIDS
 from selfsup.methods.base import METHODS, build_method
 from selfsup.runs import load_run
@@ -159,8 +160,15 @@ def baseline_key(method: Any, probe: Any, cfg: BenchConfig) -> str:
     digest.update(fed.detach().float().contiguous().numpy().tobytes())
     settings = {"budgets": cfg.budgets, "seeds": cfg.seeds, "transfer": cfg.transfer_budgets, "grids": GRIDS,
                 "finetune": cfg.finetune_kwargs, "quick": cfg.quick}
+    if standardised_head(method, cfg):  # absent from the keys of heads on raw features, as before head_norm
+        settings["head"] = "batchnorm"
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
+
+
+def standardised_head(method: Any, cfg: BenchConfig) -> bool:
+    """Whether fine-tuning and the supervised baseline put their head behind a BatchNorm (`head_norm`)."""
+    return head_norm_used(method.encoder, cfg.finetune_kwargs.get("head_norm", "auto"))
 
 
 def baseline_rows(method: Any, data: dict, cfg: BenchConfig, out: Path) -> tuple[str, dict]:
@@ -177,7 +185,7 @@ def baseline_rows(method: Any, data: dict, cfg: BenchConfig, out: Path) -> tuple
         known = json.loads(cache.read_text()) if cache.exists() else {}  # re-read: another sitting may have written
         known[key] = {"encoder": method.config.encoder, "encoder_kwargs": method.config.encoder_kwargs,
                       "fed_as": type(method).encoder_input.__qualname__, "first_method": method.name,
-                      "grids": GRIDS, "rows": rows, "transfer_rows": transfer}
+                      "grids": GRIDS, "head": "batchnorm" if standardised_head(method, cfg) else "raw", "rows": rows, "transfer_rows": transfer}
         atomic_write_text(cache, json.dumps(known, indent=2) + "\n")
     return key, known[key]
 
@@ -326,9 +334,11 @@ EARLIER_FINETUNE_LRS = (3e-4, 1e-3, 3e-3)
 
 
 def finetune_lrs(baseline: dict) -> str:
-    """The fine-tuning / supervised lrs a baseline group (its rows and its methods' rows) was tuned over."""
+    """The fine-tuning / supervised lrs a baseline group (its rows and its methods' rows) was tuned over, and
+    whether their heads saw standardised features (groups measured before `head_norm` had raw ones)."""
     lrs = sorted({p["lr"] for p in baseline["grids"]["finetune"]}) if "grids" in baseline else EARLIER_FINETUNE_LRS
-    return f"fine-tune lr {lrs[0]:g}–{lrs[-1]:g}"
+    head = "; head on BatchNorm'd features" if baseline.get("head") == "batchnorm" else ""
+    return f"fine-tune lr {lrs[0]:g}–{lrs[-1]:g}{head}"
 
 
 def markdown_tables(results: list[dict], baselines: dict) -> str:

@@ -12,7 +12,8 @@ Rows (encoder: the notebook's ConvNet, 64/32/16 filters):
 - linear probe: a linear classifier on RotNet's frozen, standardised conv2 features;
 - fine-tune: the whole RotNet encoder and a new head trained on the labels;
 - supervised: the same network trained from random init on the same labels, with the same augmentation,
-  tuning grid and steps as fine-tuning;
+  tuning grid and steps as fine-tuning; both put their head behind a BatchNorm without affine parameters
+  (`head_norm="auto"`: this ConvNet has no normalisation of its own; see `selfsup.evaluate.finetune`);
 - random init: the linear probe on the conv2 features of the untrained network (the floor);
 - supervised without augmentation: a reference row, since at this step budget the light augmentation can
   cost the supervised network more than it gives (both sides of the comparison use it by default).
@@ -66,7 +67,7 @@ def run_setting(s: DemoSetting, seed: int, out: Path, progress: bool, chosen: di
     pretrain_s = time.perf_counter() - t0
     m = result.method.eval()
     acc = {"notebook": finetune(m, split.labeled, split.test, freeze_upto="conv2", upto="conv2", augment=False,
-                                seed=seed)["acc"]}
+                                head_norm="none", seed=seed)["acc"]}  # the notebook's dense layer on raw features
     probes, choices = evaluate_protocols(m, split.labeled, split.test, ("linear", "random_init"), upto="conv2",
                                          seed=seed, fixed=chosen)
     trained, more = evaluate_protocols(m, split.labeled, split.test, ("finetune", "supervised"), seed=seed, fixed=chosen)

@@ -6,6 +6,14 @@ from an intermediate block instead of the last one (the classic MNIST notebook p
 frozen conv2 output). The supervised baseline trains the same network from random initialisation on the
 same labels, with the same number of steps, batch size, optimizer and augmentation.
 
+Head normalisation (`head_norm`, the same for both): "auto" (the default) puts a BatchNorm without affine
+parameters between the features and the new linear head when the encoder has no normalisation layer of its
+own, as MAE's linear probe does (He et al., 2022, appendix A.2); "batchnorm" always does, "none" never. A
+BatchNorm-free encoder hands the head features of a scale set by its init (about 0.02 for the plain ConvNet
+and CPC's patch encoder, benchmarks/results/baseline_fit.md), which ties the head's useful learning rate to
+the encoder's and left their supervised baselines below a linear probe on the same net's random features.
+An encoder with BatchNorm or LayerNorm already hands over normalised features, so "auto" leaves it as it was.
+
 Augmentation (on by default, for both): the light recipe of supervised training on small images, a
 random crop of the zero-padded image (`padding` pixels) and, where the data says a mirror image keeps its
 label (`hflip_keeps_label`: clothes yes, digits no), a horizontal flip. Applied to the raw uint8 batch
@@ -22,25 +30,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.data.base import Batch, DataSource
-from selfsup.errors import SelfSupError
+from selfsup.errors import SelfSupError, unknown_name
 from selfsup.methods.base import Method, build_method
 from selfsup.nets.base import freeze_upto as freeze_blocks
-from selfsup.nets.base import set_frozen_eval
+from selfsup.nets.base import has_normalisation, set_frozen_eval
 from selfsup.utils import move_to
 from selfsup.views.geometry import random_shift_flip
+
+
+HEAD_NORMS = ("auto", "batchnorm", "none")
+
+
+def head_norm_used(encoder: nn.Module, head_norm: str) -> bool:
+    """Whether a classifier on `encoder` standardises its features before the head (see the module docstring)."""
+    if head_norm not in HEAD_NORMS:
+        raise unknown_name("head_norm", head_norm, HEAD_NORMS)
+    return head_norm == "batchnorm" or (head_norm == "auto" and not has_normalisation(encoder))
 
 
 class Classifier(nn.Module):
     """An encoder (partly frozen) followed by a new linear head, fed the way the method feeds it."""
 
-    def __init__(self, method: Method, num_classes: int, upto: str | None, freeze_upto: str | None):
+    def __init__(self, method: Method, num_classes: int, upto: str | None, freeze_upto: str | None,
+                 head_norm: str = "auto"):
         super().__init__()
         self.method_input = method.encoder_input  # bound method: how pretraining fed the encoder
         self.encoder = copy.deepcopy(method.encoder)
         self.upto = upto
         self.frozen = freeze_blocks(self.encoder, freeze_upto)
         dim = self.encoder.feature_dim(upto) if upto else self.encoder.feature_dim()
-        self.head = nn.Linear(dim, num_classes)
+        norm = nn.BatchNorm1d(dim, affine=False) if head_norm_used(self.encoder, head_norm) else nn.Identity()
+        self.head = nn.Sequential(norm, nn.Linear(dim, num_classes))
 
     def forward(self, batch: Batch) -> torch.Tensor:
         x = self.method_input(batch)
@@ -77,7 +97,8 @@ def augment_labeled(batch: Batch, data: DataSource, padding: int, generator: tor
 def finetune(method: Method, labeled: DataSource, test: DataSource, freeze_upto: str | None = None,
              upto: str | None = None, epochs: int = 30, min_steps: int = 300, max_steps: int = 1500,
              batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, augment: bool = True,
-             padding: int = 2, seed: int = 0, device: str | torch.device = "cpu") -> dict[str, float]:
+             padding: int = 2, head_norm: str = "auto", seed: int = 0,
+             device: str | torch.device = "cpu") -> dict[str, float]:
     """Train a new linear head (and the unfrozen encoder blocks) on `labeled`; accuracy on `test`.
 
     The step budget is `epochs` over the labeled set, clamped to [`min_steps`, `max_steps`], so tiny label
@@ -89,7 +110,7 @@ def finetune(method: Method, labeled: DataSource, test: DataSource, freeze_upto:
                            "the tuned protocols (evaluate_protocols, label_sweep), which try both")
     torch.manual_seed(seed)
     num_classes = int(max(labeled.labels.max(), test.labels.max())) + 1
-    model = Classifier(method, num_classes, upto, freeze_upto).to(device)
+    model = Classifier(method, num_classes, upto, freeze_upto, head_norm).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     g = torch.Generator().manual_seed(seed)

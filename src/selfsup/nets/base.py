@@ -71,6 +71,14 @@ class BlockEncoder(nn.Module):
         return self._dims_cache
 
 
+NORMALISATION_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+
+
+def has_normalisation(module: nn.Module) -> bool:
+    """Whether `module` holds a BatchNorm, InstanceNorm, LayerNorm or GroupNorm layer."""
+    return any(isinstance(m, NORMALISATION_LAYERS) for m in module.modules())
+
+
 def choose_memory_layout(model: nn.Module, device_type: str) -> None:
     """Channels-last for every convolutional block encoder in `model` when it trains on a GPU: cuDNN's
     tensor-core convolutions want NHWC (bf16 and tf32 alike). On CPU each keeps the layout it was built
