@@ -75,6 +75,29 @@ def test_an_interrupted_evaluation_resumes_from_its_written_rows(image_run, tmp_
         api.evaluate(run, protocols=["knn"], labels_per_class=[3], seeds=[0], out=out)
 
 
+def test_a_log_written_under_other_protocols_is_not_resumed(image_run, tmp_path, monkeypatch):
+    run, _ = image_run
+    out = tmp_path / "eval.json"
+    api.evaluate(run, protocols=["knn"], labels_per_class=[2], seeds=[0], out=out)
+    api.evaluate(run, protocols=["knn"], labels_per_class=[2], seeds=[0], out=out)  # the same protocols: resumed
+    recorded = json.loads(out.read_text())["settings"]
+    assert recorded["finetune_head"] == "batchnorm"  # the fixture's ConvNet has no BatchNorm
+    # as if the file had been written before fine-tuning heads were standardised: refused, not mixed in
+    monkeypatch.setattr(api, "protocol_settings", lambda method, kwargs: {"grids": recorded["grids"],
+                                                                         "finetune_head": "raw"})
+    with pytest.raises(SelfSupError, match="holds another evaluation"):
+        api.evaluate(run, protocols=["knn"], labels_per_class=[2], seeds=[0], out=out)
+
+
+def test_the_cli_passes_the_fine_tuning_head_choice(image_run, tmp_path):
+    run, _ = image_run
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(run), "--protocol", "knn", "--labels-per-class", "2", "--head-norm", "none",
+                 "--out", str(out)]) == 0
+    settings = json.loads(out.read_text())["settings"]
+    assert settings["finetune_kwargs"] == {"head_norm": "none"} and settings["finetune_head"] == "raw"
+
+
 def test_a_text_protocol_on_an_image_run_is_refused(image_run):
     with pytest.raises(SelfSupError, match="bow do not apply to image data"):
         api.evaluate(image_run[0], protocols=["bow"], labels_per_class=[2])

@@ -462,6 +462,19 @@ def default_out(run: RunFolder | None, settings: dict) -> Path | None:
     return run.path / "evaluations" / f"{Path(str(settings['data'])).stem}-{settings_key(settings)}.json"
 
 
+def protocol_settings(method: Method, finetune_kwargs: dict) -> dict:
+    """What the protocols themselves do beyond the arguments (the tuning grids, a standardised fine-tuning head),
+    recorded with an evaluation's settings so a log written under other protocols is not resumed as if it were
+    this one."""
+    from selfsup.evaluate.finetune import head_norm_used
+    from selfsup.evaluate.tuning import GRIDS
+    settings: dict = {"grids": GRIDS}
+    if method.modality == "image":
+        standardised = head_norm_used(method.encoder, finetune_kwargs.get("head_norm", "auto"))
+        settings["finetune_head"] = "batchnorm" if standardised else "raw"
+    return settings
+
+
 def evaluate(method: Method | str | Path, data: str | None = None, *, protocols: Iterable[str] | None = None,
              labels_per_class: Iterable[int] | None = (100,), label_fraction: float | None = None,
              seeds: Iterable[int] = (0,), upto: str | None = None, freeze_upto: str | None = None,
@@ -505,7 +518,7 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
     budgets, seeds = list(labels_per_class), list(seeds)
     settings = {"run": str(run_dir) if run_dir is not None else None, "data": data, "protocols": protocols,
                 "labels_per_class": budgets, "seeds": seeds, "upto": upto, "freeze_upto": freeze_upto,
-                "finetune_kwargs": finetune_kwargs or {}}
+                "finetune_kwargs": finetune_kwargs or {}} | protocol_settings(method, finetune_kwargs or {})
     from selfsup.evaluate.log import EvaluationLog
     log = EvaluationLog(out if out is not None else default_out(run, settings), settings)
     recorded = run.read_config()["data"] if run is not None else {}

@@ -74,6 +74,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     out = selfsup.evaluate(args.run, data=args.data, protocols=args.protocol, labels_per_class=args.labels_per_class,
                            label_fraction=args.label_fraction, seeds=args.seeds, upto=args.upto,
                            freeze_upto=args.freeze_upto, out=args.out,
+                           finetune_kwargs={"head_norm": args.head_norm} if args.head_norm != "auto" else None,
                            progress=lambda line: print(line, flush=True))
     print(f"data: {out['data']} ({'the run' + chr(39) + 's own data' if out['own_data'] else 'transfer: not the pretraining data'})")
     print(f"test set: {out['test_size']} items ({out['test_rule']}, seed {out['test_seed']})")
@@ -214,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", type=int, nargs="+", default=[0])
     ev.add_argument("--upto", help="read features from this encoder block")
     ev.add_argument("--freeze-upto", help="fine-tuning freezes blocks up to this one (e.g. conv2)")
+    ev.add_argument("--head-norm", choices=["auto", "batchnorm", "none"], default="auto",
+                    help="fine-tuning and supervised: a BatchNorm without affine parameters before the new head; auto "
+                         "(default): only for encoders without BatchNorm or LayerNorm of their own")
     ev.add_argument("--out", help="write the rows (after every draw) and summary as JSON; run again to resume "
                     "(default RUN/evaluations/DATA-SETTINGS.json)")
     ev.set_defaults(func=cmd_evaluate)

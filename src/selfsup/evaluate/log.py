@@ -42,8 +42,9 @@ class EvaluationLog:
             raise SelfSupError(f"{self.path} exists but is not an evaluation file ({e}); delete it or pick "
                                f"another --out") from e
         if earlier.get("settings") != self.settings:
-            raise SelfSupError(f"{self.path} holds another evaluation (other run, data, protocols, budgets or "
-                               f"seeds); pick another --out, or delete it to start again")
+            raise SelfSupError(f"{self.path} holds another evaluation (other run, data, protocols, budgets, "
+                               f"seeds, or the protocols of another selfsup version); pick another --out, or "
+                               f"delete it to start again")
         return list(earlier.get("rows", []))
 
     def done(self, budget: Any, seed: int) -> list[dict] | None:
