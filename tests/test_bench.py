@@ -158,6 +158,10 @@ def test_seeds_evaluated_with_other_settings_are_never_averaged_together():
     grouped = bench.by_method(results)
     assert {k: [r["rows"][0]["acc"] for r in runs] for k, runs in grouped.items()} == {
         ("mocov2", "new"): [0.8], ("mocov2", "old"): [0.6, 0.7]}
-    baselines = {k: {"encoder": "convnet", "encoder_kwargs": {}, "fed_as": "x", "rows": []} for k in ("new", "old")}
+    baselines = {k: {"encoder": "convnet", "encoder_kwargs": {}, "fed_as": "x", "rows": []}
+                 for k in ("new", "old", "orphan")}
     table = bench.markdown_tables(results, baselines)
     assert "| mocov2 | new " in table and "| mocov2 (2 seeds) | old " in table
+    # a group whose every method was evaluated again under other settings leaves the table
+    assert "orphan" not in table
+    assert "orphan" not in bench.transfer_table([r | {"transfer_rows": []} for r in results], baselines)

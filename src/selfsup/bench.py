@@ -341,12 +341,19 @@ def finetune_lrs(baseline: dict) -> str:
     return f"fine-tune lr {lrs[0]:g}–{lrs[-1]:g}{head}"
 
 
+def used_baselines(results: list[dict], baselines: dict) -> dict:
+    """The baseline groups some result is compared with: a group whose methods were all evaluated again under
+    other settings stays in the cache (`_baselines.json`) but leaves the table."""
+    used = {r["baseline_key"] for r in results}
+    return {key: base for key, base in baselines.items() if key in used}
+
+
 def markdown_tables(results: list[dict], baselines: dict) -> str:
     head = "| " + " | ".join(f"{p} @{b}" for p, b in COLUMNS) + " |"
     lines = ["| row | encoder key " + head + " best − random (linear @100); best − supervised |",
              "|---|---" + "|---" * len(COLUMNS) + "|---|"]
     grouped = by_method(results)
-    for key, base in baselines.items():
+    for key, base in used_baselines(results, baselines).items():
         baseline = summarize(base["rows"])  # the random-init and the supervised protocols' rows together
         rnd = {("linear", b): cell(baseline, "random_init_linear", b) for b in (10, 100, "all")}
         rnd |= {("knn", b): cell(baseline, "random_init_knn", b) for b in (10, 100, "all")}
@@ -390,7 +397,7 @@ def pretraining_table(results: list[dict]) -> str:
 def transfer_table(results: list[dict], baselines: dict) -> str:
     cols = [(p, b) for p in ("linear", "knn") for b in (10, 100)]
     lines = ["| row | " + " | ".join(f"{p} @{b}" for p, b in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for key, base in baselines.items():
+    for key, base in used_baselines(results, baselines).items():
         s = summarize(base.get("transfer_rows", []))
         lines.append(f"| random init ({key[:6]}) | " + " | ".join(cell(s, f"random_init_{p}", b) for p, b in cols) + " |")
     for (name, key), runs in by_method(results).items():
@@ -436,7 +443,7 @@ def plot_label_efficiency(results: list[dict], baselines: dict, path: Path) -> N
         summary = summarize([r for run in runs for r in run["rows"]])
         best = max(("linear", "knn", "finetune"), key=lambda p: mean_of(summary, p, 100) or 0)
         curve(summary, best, marker="o", ms=3, label=f"{name} ({best}, {key[:6]})")
-    for key, base in baselines.items():
+    for key, base in used_baselines(results, baselines).items():
         s = summarize(base["rows"])
         curve(s, "supervised", marker="*", ms=8, ls="--", color="k", label=f"supervised ({key[:6]})")
         curve(s, "random_init_linear", marker="x", ls=":", color="gray", label=f"random init linear ({key[:6]})")
