@@ -35,7 +35,7 @@ def test_a_standardised_head_gets_its_own_baseline_and_a_raw_head_keeps_the_earl
     data = synthetic_images(n=32)
     # RotNet's ConvNet has no BatchNorm: the default head ("auto") standardises its features; SimCLR's has BatchNorm
     rotation, simclr = key_of("rotation", data), key_of("simclr", data)
-    monkeypatch.setattr(bench, "standardised_head", lambda method, cfg: False)  # the keys as before head_norm
+    monkeypatch.setattr(bench, "finetune_head", lambda encoder, kwargs: "raw")  # the keys as before head_norm
     assert key_of("rotation", data) != rotation
     assert key_of("simclr", data) == simclr  # so the rows measured before head_norm keep their baselines
 

@@ -466,12 +466,11 @@ def protocol_settings(method: Method, finetune_kwargs: dict) -> dict:
     """What the protocols themselves do beyond the arguments (the tuning grids, a standardised fine-tuning head),
     recorded with an evaluation's settings so a log written under other protocols is not resumed as if it were
     this one."""
-    from selfsup.evaluate.finetune import head_norm_used
+    from selfsup.evaluate.finetune import finetune_head
     from selfsup.evaluate.tuning import GRIDS
     settings: dict = {"grids": GRIDS}
     if method.modality == "image":
-        standardised = head_norm_used(method.encoder, finetune_kwargs.get("head_norm", "auto"))
-        settings["finetune_head"] = "batchnorm" if standardised else "raw"
+        settings["finetune_head"] = finetune_head(method.encoder, finetune_kwargs)
     return settings
 
 

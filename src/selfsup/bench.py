@@ -39,7 +39,7 @@ from selfsup.api import pretrain
 from selfsup.data.sources import load_dataset
 from selfsup.data.splits import held_out_test
 from selfsup.evaluate.budgets import label_sweep, summarize
-from selfsup.evaluate.finetune import head_norm_used
+from selfsup.evaluate.finetune import finetune_head
 from selfsup.evaluate.tuning import GRIDS
 from selfsup.methods.base import METHODS, build_method
 from selfsup.runs import load_run
@@ -160,15 +160,10 @@ def baseline_key(method: Any, probe: Any, cfg: BenchConfig) -> str:
     digest.update(fed.detach().float().contiguous().numpy().tobytes())
     settings = {"budgets": cfg.budgets, "seeds": cfg.seeds, "transfer": cfg.transfer_budgets, "grids": GRIDS,
                 "finetune": cfg.finetune_kwargs, "quick": cfg.quick}
-    if standardised_head(method, cfg):  # absent from the keys of heads on raw features, as before head_norm
+    if finetune_head(method.encoder, cfg.finetune_kwargs) == "batchnorm":  # absent for raw heads, as before
         settings["head"] = "batchnorm"
     digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
-
-
-def standardised_head(method: Any, cfg: BenchConfig) -> bool:
-    """Whether fine-tuning and the supervised baseline put their head behind a BatchNorm (`head_norm`)."""
-    return head_norm_used(method.encoder, cfg.finetune_kwargs.get("head_norm", "auto"))
 
 
 def baseline_rows(method: Any, data: dict, cfg: BenchConfig, out: Path) -> tuple[str, dict]:
@@ -185,7 +180,8 @@ def baseline_rows(method: Any, data: dict, cfg: BenchConfig, out: Path) -> tuple
         known = json.loads(cache.read_text()) if cache.exists() else {}  # re-read: another sitting may have written
         known[key] = {"encoder": method.config.encoder, "encoder_kwargs": method.config.encoder_kwargs,
                       "fed_as": type(method).encoder_input.__qualname__, "first_method": method.name,
-                      "grids": GRIDS, "head": "batchnorm" if standardised_head(method, cfg) else "raw", "rows": rows, "transfer_rows": transfer}
+                      "grids": GRIDS, "head": finetune_head(method.encoder, cfg.finetune_kwargs), "rows": rows,
+                      "transfer_rows": transfer}
         atomic_write_text(cache, json.dumps(known, indent=2) + "\n")
     return key, known[key]
 

@@ -10,6 +10,7 @@ from selfsup.config import parse_overrides, read_config_file
 from selfsup.data.splits import TEST_SEED
 from selfsup.errors import RunInterrupted, SelfSupError
 from selfsup.evaluate.budgets import PROTOCOLS
+from selfsup.evaluate.finetune import HEAD_NORMS
 from selfsup.evaluate.text import TEXT_PROTOCOLS
 
 
@@ -215,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", type=int, nargs="+", default=[0])
     ev.add_argument("--upto", help="read features from this encoder block")
     ev.add_argument("--freeze-upto", help="fine-tuning freezes blocks up to this one (e.g. conv2)")
-    ev.add_argument("--head-norm", choices=["auto", "batchnorm", "none"], default="auto",
+    ev.add_argument("--head-norm", choices=HEAD_NORMS, default="auto",
                     help="fine-tuning and supervised: a BatchNorm without affine parameters before the new head; auto "
                          "(default): only for encoders without BatchNorm or LayerNorm of their own")
     ev.add_argument("--out", help="write the rows (after every draw) and summary as JSON; run again to resume "

@@ -48,6 +48,12 @@ def head_norm_used(encoder: nn.Module, head_norm: str) -> bool:
     return head_norm == "batchnorm" or (head_norm == "auto" and not has_normalisation(encoder))
 
 
+def finetune_head(encoder: nn.Module, finetune_kwargs: dict) -> str:
+    """"batchnorm" or "raw": the head fine-tuning and the supervised baseline get under these options, as
+    recorded with results (the bench's baseline groups, an evaluation's settings)."""
+    return "batchnorm" if head_norm_used(encoder, finetune_kwargs.get("head_norm", "auto")) else "raw"
+
+
 class Classifier(nn.Module):
     """An encoder (partly frozen) followed by a new linear head, fed the way the method feeds it."""
 
