@@ -126,7 +126,9 @@ def test_reevaluating_keeps_the_rows_pretraining_and_replaces_its_evaluation(tmp
         "rows": [method], "transfer_rows": [], "baseline_key": "new", "eval_seconds": 1.0, "grids": "now"})
 
     def config(status="done", epochs=39, seed=0):
-        (run_dir / "config.json").write_text(json.dumps({"status": status, "epochs_done": epochs, "train": {"seed": seed}}))
+        (run_dir / "config.json").write_text(json.dumps({
+            "status": status, "epochs_done": epochs, "train": {"seed": seed},
+            "final_metrics": {"train/loss": 2.5, "train/loss_step": 2.4, "monitor/knn_acc": 0.6}}))
 
     config()
     with pytest.raises(SystemExit, match="run folder"):  # no weights
@@ -136,6 +138,11 @@ def test_reevaluating_keeps_the_rows_pretraining_and_replaces_its_evaluation(tmp
     assert loaded == [run_dir]
     assert result["rows"] == ["the pretrained method"] and result["baseline_key"] == "new" and result["reevaluated"]
     assert (result["epochs"], result["pretrain_seconds"], result["calibration"]) == (39, 969.0, {"seconds_per_step": 0.1})
+    # the curve and pretext metrics are the run folder's, which describe the weights evaluated
+    assert result["pretext"] == {"train/loss": 2.5} and result["monitor"] == []
+    (run_dir / "metrics.csv").write_text("epoch,monitor/knn_acc,monitor/linear_acc\n3,0.5,0.7\n")
+    assert bench.reevaluate_method("mocov2", tmp_path, BenchConfig(), {})["monitor"] == [
+        {"epoch": 3, "knn": 0.5, "linear": 0.7}]
     for wrong in ({"status": "running"}, {"epochs": 38}, {"seed": 1}):  # not the finished run behind the row
         config(**wrong)
         with pytest.raises(SystemExit, match="not the finished run"):

@@ -231,8 +231,7 @@ def bench_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretrain_se
                   "calibration": timing, "epochs_from": ("seed 0" if pretrain_seed > 0 else "previous row") if reused
                   else "calibration", "pretrain_seconds": pretrain_s, "images_per_s": result.images_per_s,
                   "load_average_before": load_before, "load_average_after": load_average(),
-                  "monitor": monitor_curve(result.run_dir),
-                  "pretext": {k: v for k, v in result.final.items() if k.startswith("train/") and "step" not in k}}
+                  "monitor": monitor_curve(result.run_dir), "pretext": pretext_metrics(result.final)}
     return pretrained | evaluate_pretrained(result.method, out, cfg, data)
 
 
@@ -263,8 +262,16 @@ def reevaluate_method(name: str, out: Path, cfg: BenchConfig, data: dict, pretra
     if done != ("done", earlier["epochs"], pretrain_seed):
         raise SystemExit(f"{run_dir} is not the finished run behind {earlier_path} (status, epochs, seed: {done}, "
                          f"the row has {earlier['epochs']} epochs): run it again with --force instead")
-    # evaluate_pretrained's keys replace the row's evaluation; everything else (its pretraining) is kept
-    return earlier | evaluate_pretrained(load_run(run_dir), out, cfg, data) | {"reevaluated": True}
+    # evaluate_pretrained's keys replace the row's evaluation; the rest of its pretraining record is kept, except
+    # the curve and final pretext metrics, which are read again from the run folder: they describe the weights
+    # evaluated here, which a forced rerun at the same epochs and seed may have replaced since the row was written
+    from_run = {"monitor": monitor_curve(run_dir), "pretext": pretext_metrics(recorded.get("final_metrics", {}))}
+    return earlier | from_run | evaluate_pretrained(load_run(run_dir), out, cfg, data) | {"reevaluated": True}
+
+
+def pretext_metrics(final: dict) -> dict:
+    """A run's final pretext-task metrics (loss, accuracy, throughput), without per-step duplicates."""
+    return {k: v for k, v in final.items() if k.startswith("train/") and "step" not in k}
 
 
 def monitor_curve(run_dir: Path) -> list[dict]:
