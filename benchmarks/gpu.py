@@ -117,9 +117,12 @@ def write_markdown(report: dict, path: Path) -> None:
     lines = ["# selfsup on a GPU: SimCLR vs lightly, step overhead, speedrun", ""]
     if report["quick"]:
         lines += ["**Quick smoke run** (tiny data and nets): checks that every part runs; not a benchmark.", ""]
-    lines += [f"Device: **{report['device_name']}**, precision {report['precision']}, torch {torch.__version__}. "
-              f"Load average before {load['before']:.2f}, after {load['after']:.2f}. "
-              f"Batch {report['batch_size']}, {report['epochs']} epochs. Total {report['seconds']:.0f} s.", "",
+    if "seconds" not in report:  # a run cut short: what finished is written, the rest is named as missing
+        lines += ["**Partial run**: it stopped before every part finished; the parts below are those it completed.", ""]
+    after, total = load.get("after", float("nan")), report.get("seconds", float("nan"))
+    lines += [f"Device: **{report['device_name']}**, precision {report['precision']}, torch {report['torch']}. "
+              f"Load average before {load['before']:.2f}, after {after:.2f}. "
+              f"Batch {report['batch_size']}, {report['epochs']} epochs. Total {total:.0f} s.", "",
               "## (a) SimCLR: selfsup vs lightly on the same device", "",
               "| encoder | side | images/s | kNN acc | train s |", "|---|---|---|---|---|"]
     for row in report["comparison"]:
@@ -136,7 +139,10 @@ def write_markdown(report: dict, path: Path) -> None:
               "| encoder | bare views/s | SimCLR views/s | keeps |", "|---|---|---|---|"]
     for name, a in report["step_overhead"].items():
         lines.append(f"| {name} | {a['bare_views_per_s']:.0f} | {a['simclr_views_per_s']:.0f} | {a['keeps']:.1%} |")
-    s = report["speedrun"]
+    s = report.get("speedrun")
+    if s is None:
+        path.write_text("\n".join(lines + ["", "(c) did not finish."]) + "\n")
+        return
     lines += ["", "## (c) Speedrun: raw IDX files to a linear-probe accuracy, label-free pretraining", "",
               f"Linear-probe test accuracy **{s['linear_probe_acc']:.2%}** in **{s['seconds']['total']:.1f} s** end "
               f"to end (goal < {s['goal_seconds']:.0f} s; moonshot >= {s['moonshot_acc']:.0%}): reading the IDX "
@@ -176,7 +182,16 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {"quick": args.quick, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device,
                     "device_name": device_name(args.device), "precision": args.precision, "epochs": args.epochs,
                     "batch_size": args.batch_size, "machine": speed_simclr.machine_info(),
-                    "lightly": lightly_importable(), "comparison": [], "step_overhead": {}}
+                    "lightly": lightly_importable(), "comparison": [], "step_overhead": {}, "torch": torch.__version__,
+                    "load_average": {"before": load_before}}
+    stem = "gpu_quick" if args.quick else "gpu"
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        """Written after every part, so that a run stopped by its time limit still returns what it measured."""
+        (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
+        write_markdown(report, args.out / f"{stem}.md")
+
     for encoder, size, options in ENCODERS:
         options = QUICK_ENCODER_OPTIONS[encoder] if args.quick else options
         sized_train, sized_test = upscaled(train, size), upscaled(test, size)
@@ -186,14 +201,12 @@ def main(argv: list[str] | None = None) -> dict:
         report["step_overhead"][encoder] = speed_simclr.step_overhead(
             sized_train, args.batch_size, True, 1 if args.quick else 5, args.steps, 0, args.device, encoder,
             args.precision, options)
+        save()
     print("(c) speedrun ...", flush=True)
     report["speedrun"] = speedrun(args.data_root, args, train_options)
     report["seconds"] = time.perf_counter() - start
-    report["load_average"] = {"before": load_before, "after": os.getloadavg()[0]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = "gpu_quick" if args.quick else "gpu"
-    (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2, default=str))
-    write_markdown(report, args.out / f"{stem}.md")
+    report["load_average"]["after"] = os.getloadavg()[0]
+    save()
     print((args.out / f"{stem}.md").read_text())
     return report
 

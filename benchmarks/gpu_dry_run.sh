@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A dry run, on this CPU machine, of the GPU run's one command (benchmarks/gpu_run.sh) the way the GPU machine
 # runs it: a "system" of torch, torchvision, lightning, timm and transformers only (no kornia, no lightly),
-# then gpu_run.sh installing the carried wheels (build/gpu-wheels) with --no-index --no-deps into a venv that
-# sees that system, then `gpu.py --device cpu --quick`, so that every part runs, lightly's half included.
+# then gpu_run.sh installing the carried wheels (build/gpu-wheels) with --no-index --no-deps into a folder on
+# PYTHONPATH, run by a venv python that sees that system (the GPU machine's python3 is itself a venv's), then `gpu.py --device cpu --quick`, so that every part runs, lightly's half included.
 # A wheel the GPU machine would lack, or an import that only works beside the project's own venv, fails here.
 #
 #     make gpu-dry-run          # or: bash benchmarks/gpu_dry_run.sh; about 5 minutes once the downloads are done
@@ -76,10 +76,12 @@ GPU_SITE=$("$DRY/gpu-venv/bin/python" -c 'import sysconfig; print(sysconfig.get_
 echo "import site; site.addsitedir('$SYSTEM_SITE')" > "$GPU_SITE/zz_gpu_dry_run_system.pth"
 
 echo "== benchmarks/gpu_run.sh --device cpu --quick"
-VENV="$DRY/gpu-venv" WHEELS="$DRY/wheels" bash benchmarks/gpu_run.sh --device cpu --quick --out "$DRY/results"
+rm -rf "$DRY/gpu-site"
+PYTHON="$DRY/gpu-venv/bin/python" SITE="$DRY/gpu-site" WHEELS="$DRY/wheels" \
+    bash benchmarks/gpu_run.sh --device cpu --quick --out "$DRY/results"
 
 echo "== gpu.py --device cuda on a machine without CUDA must refuse in one line"
-if refusal=$("$DRY/gpu-venv/bin/python" benchmarks/gpu.py --device cuda 2>&1); then
+if refusal=$(PYTHONPATH="$DRY/gpu-site" "$DRY/gpu-venv/bin/python" benchmarks/gpu.py --device cuda 2>&1); then
     echo "gpu.py --device cuda ran on a machine without CUDA" >&2; exit 1
 fi
 echo "$refusal"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU run in one command, on a machine with torch (CUDA), torchvision and lightning but no package
 # registry: install the wheels that `make gpu-wheels` put in build/gpu-wheels (kornia, kornia_rs, lightly,
-# tensorboardX, protobuf, selfsup) into a virtual environment that sees the system's packages, without
+# tensorboardX, protobuf, selfsup) into a folder put on PYTHONPATH (build/gpu-site), without
 # resolving dependencies, then run benchmarks/gpu.py under a timeout. Results go to benchmarks/results/.
 #
 #     make gpu-wheels                        # here, once (needs the package registry)
@@ -9,19 +9,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=${WHEELS:-build/gpu-wheels}
-VENV=${VENV:-build/gpu-venv}
+SITE=${SITE:-build/gpu-site}
 TIMEOUT=${TIMEOUT:-480}
 PYTHON=${PYTHON:-python3}
 [ -d "$WHEELS" ] || { echo "no $WHEELS: run \`make gpu-wheels\` on a machine with the package registry" >&2; exit 2; }
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv --system-site-packages "$VENV"
+# The wheels go into a folder on PYTHONPATH rather than a venv: the GPU machine's python3 is itself a venv's
+# (/opt/torch/.venv), and `venv --system-site-packages` made from it sees the base python, without torch.
+mkdir -p "$SITE" && SITE=$(cd "$SITE" && pwd)
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 # Only what the system lacks: a system protobuf or tensorboardX is kept as it is.
 for module_wheel in "kornia_rs:kornia_rs-*" "kornia:kornia-[0-9]*" "lightly:lightly-*" \
                     "google.protobuf:protobuf-*" "tensorboardX:tensorboard[Xx]-*"; do
     module=${module_wheel%%:*}; pattern=${module_wheel#*:}
-    if ! "$VENV/bin/python" -c "import $module" 2>/dev/null; then
-        "$VENV/bin/python" -m pip install -q --no-index --no-deps "$WHEELS"/$pattern.whl
+    if ! "$PYTHON" -c "import $module" 2>/dev/null; then
+        "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$WHEELS"/$pattern.whl
     fi
 done
-"$VENV/bin/python" -m pip install -q --no-index --no-deps --force-reinstall "$WHEELS"/selfsup-*.whl
-"$VENV/bin/python" -c "import selfsup, kornia, lightly, torch; print('selfsup', selfsup.__file__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-exec timeout "$TIMEOUT" "$VENV/bin/python" benchmarks/gpu.py --data-root "$WHEELS/fashion-mnist" "$@"
+"$PYTHON" -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$SITE" "$WHEELS"/selfsup-*.whl
+"$PYTHON" -c "import selfsup, kornia, lightly, torch; print('selfsup', selfsup.__file__, 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+exec timeout "$TIMEOUT" "$PYTHON" benchmarks/gpu.py --data-root "$WHEELS/fashion-mnist" "$@"
