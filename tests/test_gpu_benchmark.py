@@ -78,3 +78,31 @@ def test_cuda_asked_on_a_machine_without_cuda_refuses_in_one_line_before_reading
     message = str(refused.value)
     assert "--device cuda" in message and "no CUDA device" in message and "--device cpu" in message
     assert "\n" not in message and not (tmp_path / "out").exists()
+
+
+def test_gpu_budget_skips_a_run_that_would_pass_its_deadline(tmp_path, monkeypatch):
+    """benchmarks/gpu_budget.py: a run estimated (from the previous run's seconds per epoch and evaluation) to end
+    after --deadline-s is skipped and named so, and the results are written after each run."""
+    spec = importlib.util.spec_from_file_location("gpu_budget", ROOT / "benchmarks" / "gpu_budget.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    train = synthetic_images(n=40, seed=0)
+    splits = type("Splits", (), {"train": train, "test": train})()
+    monkeypatch.setattr(script, "load_dataset", lambda name: splits)
+    monkeypatch.setattr(script, "held_out_test", lambda data: type("Held", (), {"rest": train})())
+    calls = []
+
+    def fake_run(method, epochs, train_options, test_data, pool_size, device, budgets):
+        calls.append(epochs)
+        return {"epochs": epochs, "pretrain_seconds": 1.0 * epochs, "seconds_per_epoch": 1.0, "eval_seconds": 5.0,
+                "images_per_s": 1.0, "monitor": [], "summary": [
+                    {"protocol": "linear", "labels_per_class": "all", "mean": 0.5, "std": 0.0, "n": 3}]}
+
+    monkeypatch.setattr(script, "pretrain_and_evaluate", fake_run)
+    # 2 epochs "take" no real time; 20 more are estimated at 1.2 x (20 x 1 s + 5 s) = 30 s > the 10 s deadline
+    report = script.main(["--device", "cpu", "--epochs", "2", "20", "--deadline-s", "10", "--out", str(tmp_path)])
+    assert calls == [2]
+    assert report["runs"][1] == {"epochs": 20, "skipped": "needs about 30 s, 10 s left"}
+    saved = json.loads((tmp_path / "gpu_budget.json").read_text())
+    assert [r["epochs"] for r in saved["runs"]] == [2, 20] and "skipped: needs about 30 s" in \
+        (tmp_path / "gpu_budget.md").read_text()
