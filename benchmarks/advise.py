@@ -7,6 +7,8 @@ how long it really took (the budget binds pretraining; evaluation time is measur
 The pool is Fashion-MNIST's 60,000 training images (labels unused for pretraining); labels are drawn from it
 at 10 and 100 per class over 3 draws and scored on its 10,000 test images. Run folders (checkpoints) go to
 `--runs` (not committed); the report (advice.md, advice.json, the per-method evaluations) to `--out`.
+A rerun over a committed report is refused once the first method is pretrained (its evaluation log belongs to
+the earlier runs): delete `--out`'s evaluations/ first, or pick another `--out`.
 """
 import argparse
 import time
