@@ -106,6 +106,15 @@ def speedrun(root: str | None, args: argparse.Namespace, train_options: dict) ->
             "pretrain_images_per_s": result.images_per_s, "goal_seconds": 60.0, "moonshot_acc": 0.90}
 
 
+def checked_precision(script: str, device: str, precision: str | None) -> str:
+    """The precision to run `device` at (bf16-mixed on a GPU, 32-true on the CPU, unless given), after refusing in
+    one line a CUDA device that torch does not see: the GPU scripts' shared start."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"{script}: --device {device} asked, but torch {torch.__version__} sees no CUDA device "
+                         "here; run it on the GPU machine, or pass --device cpu for a smoke run")
+    return precision or ("bf16-mixed" if device.startswith("cuda") else "32-true")
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
@@ -166,10 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--skip-lightly", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"gpu.py: --device {args.device} asked, but torch {torch.__version__} sees no CUDA device "
-                         "here; run it on the GPU machine, or pass --device cpu for a smoke run")
-    args.precision = args.precision or ("bf16-mixed" if args.device.startswith("cuda") else "32-true")
+    args.precision = checked_precision("gpu.py", args.device, args.precision)
     if args.quick:
         args.epochs, args.batch_size, args.steps, args.speedrun_epochs, args.workers = 1, 64, 2, 1, 0
     train_options = {"accelerator": "gpu" if args.device.startswith("cuda") else "cpu", "precision": args.precision}

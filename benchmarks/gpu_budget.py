@@ -19,17 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 import selfsup
-from selfsup.bench import monitor_curve, pretext_metrics
+from selfsup.bench import monitor_curve, pretext_metrics, smoke_subsets
 from selfsup.data.sources import load_dataset
 from selfsup.data.splits import held_out_test
 from selfsup.evaluate.budgets import label_sweep
 from selfsup.evaluate.sweep import summarize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu import checked_precision, device_name  # noqa: E402  (the GPU run's device check and naming)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WORK = Path(__file__).resolve().parent / "_work" / "gpu_budget"
@@ -89,21 +93,17 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny pool and data, 1 epoch per run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"gpu_budget.py: --device {args.device} asked, but torch {torch.__version__} sees no CUDA "
-                         "device here; run it on the GPU machine, or pass --device cpu for a smoke run")
-    precision = args.precision or ("bf16-mixed" if args.device.startswith("cuda") else "32-true")
+    precision = checked_precision("gpu_budget.py", args.device, args.precision)
     start = time.perf_counter()
     fashion = load_dataset("fashion-mnist")  # where `selfsup.pretrain` finds it too (see its error if missing)
     labeled, test = fashion.train, fashion.test
     pool_size = len(held_out_test(fashion).rest)  # the table's pool: all of it, as `bench_method` passes it
     if args.quick:
-        labeled = labeled.subset(torch.arange(0, len(labeled), len(labeled) // 600))
-        test, pool_size, args.epochs = test.subset(torch.arange(300)), 1024, [1 for _ in args.epochs]
+        (labeled, test), pool_size, args.epochs = smoke_subsets(labeled, test), 1024, [1 for _ in args.epochs]
     train = {"accelerator": "gpu" if args.device.startswith("cuda") else "cpu", "precision": precision,
              "progress_bar": False}
     report = {"method": args.method, "quick": args.quick, "device": args.device, "precision": precision,
-              "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU",
+              "device_name": device_name(args.device),
               "torch": torch.__version__, "pool": pool_size, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
               "load_average": {"before": os.getloadavg()[0]}, "runs": []}
     stem = f"gpu_budget{'_quick' if args.quick else ''}"

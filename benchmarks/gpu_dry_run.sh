@@ -2,7 +2,8 @@
 # A dry run, on this CPU machine, of the GPU run's one command (benchmarks/gpu_run.sh) the way the GPU machine
 # runs it: a "system" of torch, torchvision, lightning, timm and transformers only (no kornia, no lightly),
 # then gpu_run.sh installing the carried wheels (build/gpu-wheels) with --no-index --no-deps into a folder on
-# PYTHONPATH, run by a venv python that sees that system (the GPU machine's python3 is itself a venv's), then `gpu.py --device cpu --quick`, so that every part runs, lightly's half included.
+# PYTHONPATH, run by a venv python that sees that system (the GPU machine's python3 is itself a venv's),
+# then `gpu.py --device cpu --quick`, so that every part runs, lightly's half included.
 # A wheel the GPU machine would lack, or an import that only works beside the project's own venv, fails here.
 #
 #     make gpu-dry-run          # or: bash benchmarks/gpu_dry_run.sh; about 5 minutes once the downloads are done
