@@ -172,3 +172,39 @@ def test_seeds_evaluated_with_other_settings_are_never_averaged_together():
     # a group whose every method was evaluated again under other settings leaves the table
     assert "orphan" not in table
     assert "orphan" not in bench.transfer_table([r | {"transfer_rows": []} for r in results], baselines)
+
+
+def test_a_baseline_cut_short_resumes_from_its_last_finished_draw(tmp_path, monkeypatch):
+    from selfsup.evaluate.sweep import sweep
+    data = synthetic_images(n=32)
+    torch.manual_seed(0)
+    method = build_method("rotation", data.spec)
+    cfg = BenchConfig(budgets=(10, None), seeds=(0, 1), transfer_budgets=(10,))
+    ran = []
+
+    def fake_sweep(method, train, test, budgets, seeds, protocols, done=None, on_draw=None, **kwargs):
+        def run_draw(budget, seed, chosen):
+            if len(ran) == 2 and "cut" not in ran:  # the sitting ends during the third draw
+                ran.append("cut")
+                raise KeyboardInterrupt
+            ran.append((protocols, budget, seed))
+            label = "all" if budget is None else budget
+            return [{"labels_per_class": label, "seed": seed, "protocol": p, "acc": 0.5, "params": {}}
+                    for p in protocols], None
+        return sweep(budgets, seeds, run_draw, lambda b, s: (done(b, s), None) if done(b, s) else None, on_draw)
+
+    monkeypatch.setattr(bench, "label_sweep", fake_sweep)
+    parts = {"eval": (data, data), "transfer": (data, data)}
+    with pytest.raises(KeyboardInterrupt):
+        bench.baseline_rows(method, parts, cfg, tmp_path)
+    assert ran == [(("random_init", "supervised"), 10, 0), (("random_init", "supervised"), 10, 1), "cut"]
+    assert not (tmp_path / "methods" / "_baselines.json").exists()
+
+    key, baseline = bench.baseline_rows(method, parts, cfg, tmp_path)
+    # the two finished draws are read back, not run again; the rest run once
+    assert ran[3:] == [(("random_init", "supervised"), None, 0), (("random_init", "supervised"), None, 1),
+                       (("random_init",), 10, 0), (("random_init",), 10, 1)]
+    assert [(r["labels_per_class"], r["seed"]) for r in baseline["rows"]][::2] == [(10, 0), (10, 1), ("all", 0),
+                                                                                    ("all", 1)]
+    assert key in json.loads((tmp_path / "methods" / "_baselines.json").read_text())
+    assert not list((tmp_path / "methods" / bench.PARTIAL_BASELINES).iterdir())  # the partial logs are gone

@@ -14,6 +14,8 @@ Baselines are computed once per *baseline key*: the encoder's architecture, what
 all give different keys) and the evaluation settings. The random-init row (linear probe and kNN on the
 untrained encoder) is the floor a method must beat to count as having learned; the supervised row trains
 the same architecture from random init with the same labels, augmentation, tuning grid and steps.
+A baseline is computed before the rows of the method that first needs it, and keeps each finished draw in
+`OUT/methods/_baselines_partial/`, so a sitting cut short resumes it from its last draw.
 
 Results are written per method (`OUT/methods/NAME.json`, or `NAME-seedS.json` for other pretraining
 seeds) as soon as each is done, so the table can be built over several sittings; finished methods are
@@ -40,6 +42,7 @@ from selfsup.data.sources import load_dataset
 from selfsup.data.splits import held_out_test
 from selfsup.evaluate.budgets import label_sweep, summarize
 from selfsup.evaluate.finetune import finetune_head
+from selfsup.evaluate.log import EvaluationLog
 from selfsup.evaluate.tuning import GRIDS
 from selfsup.methods.base import METHODS, build_method
 from selfsup.runs import load_run
@@ -148,6 +151,10 @@ def resumable_results(path: Path, cfg: dict, threads: int, fresh: bool) -> dict:
     return results
 
 
+# Finished draws of a baseline still being computed, one file per key and part (evaluation, transfer).
+PARTIAL_BASELINES = "_baselines_partial"
+
+
 # --- baselines, computed once per key --------------------------------------------------------------------
 def baseline_key(method: Any, probe: Any, cfg: BenchConfig) -> str:
     """A fingerprint of everything that changes the random-init and supervised rows: the encoder's
@@ -173,17 +180,33 @@ def baseline_rows(method: Any, data: dict, cfg: BenchConfig, out: Path) -> tuple
     cache = out / "methods" / "_baselines.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if key not in known:
+        # A ViT's baseline takes about two hours here: each finished draw is kept in a partial log, so a
+        # sitting cut short resumes from its last draw rather than from the start.
+        partial = {part: EvaluationLog(out / "methods" / PARTIAL_BASELINES / f"{key}-{part}.json", {"key": key})
+                   for part in ("eval", "transfer")}
         rows = label_sweep(method, train, test, cfg.budgets, cfg.seeds, ("random_init", "supervised"),
-                           finetune_kwargs=cfg.finetune_kwargs)
+                           finetune_kwargs=cfg.finetune_kwargs, done=partial["eval"].done,
+                           on_draw=keep_draw(partial["eval"]))
         transfer_train, transfer_test = data["transfer"]
-        transfer = label_sweep(method, transfer_train, transfer_test, cfg.transfer_budgets, cfg.seeds, ("random_init",))
+        transfer = label_sweep(method, transfer_train, transfer_test, cfg.transfer_budgets, cfg.seeds, ("random_init",),
+                               done=partial["transfer"].done, on_draw=keep_draw(partial["transfer"]))
         known = json.loads(cache.read_text()) if cache.exists() else {}  # re-read: another sitting may have written
         known[key] = {"encoder": method.config.encoder, "encoder_kwargs": method.config.encoder_kwargs,
                       "fed_as": type(method).encoder_input.__qualname__, "first_method": method.name,
                       "grids": GRIDS, "head": finetune_head(method.encoder, cfg.finetune_kwargs), "rows": rows,
                       "transfer_rows": transfer}
         atomic_write_text(cache, json.dumps(known, indent=2) + "\n")
+        for log in partial.values():
+            log.path.unlink(missing_ok=True)
     return key, known[key]
+
+
+def keep_draw(log: EvaluationLog) -> Callable:
+    """An `on_draw` for `label_sweep` that adds each finished draw's rows to `log`."""
+    def on_draw(budget: int | None, seed: int, rows: list[dict] | None) -> None:
+        if rows is not None:
+            log.add(rows)
+    return on_draw
 
 
 # --- one method ----------------------------------------------------------------------------------------
@@ -239,12 +262,13 @@ def evaluate_pretrained(method: Any, out: Path, cfg: BenchConfig, data: dict) ->
     """The evaluation part of a method's result: its rows, transfer rows and baseline key, with the grids used."""
     t0 = time.perf_counter()
     method = method.eval()
+    # The baseline first: it is kept as soon as it is done (a method's rows are kept only with the whole row)
+    key, _ = baseline_rows(method, data, cfg, out)
     train, test = data["eval"]
     rows = label_sweep(method, train, test, cfg.budgets, cfg.seeds, ("linear", "knn", "finetune"),
                        finetune_kwargs=cfg.finetune_kwargs)
     transfer_train, transfer_test = data["transfer"]
     transfer = label_sweep(method, transfer_train, transfer_test, cfg.transfer_budgets, cfg.seeds, ("linear", "knn"))
-    key, _ = baseline_rows(method, data, cfg, out)
     return {"baseline_key": key, "rows": rows, "transfer_rows": transfer, "grids": GRIDS,
             "eval_seconds": time.perf_counter() - t0, "config": asdict(cfg)}
 
