@@ -1,5 +1,6 @@
 """`selfsup advise` on tiny generated data: a ranked report with a recommendation that says how sure it is."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -103,3 +104,25 @@ def test_unlabeled_data_without_labels_is_a_clear_error(tmp_path, capsys):
     np.savez(tmp_path / "unlabeled.npz", images=synthetic_images(n=64, size=16).images.numpy())
     assert main(["advise", "--data", str(tmp_path / "unlabeled.npz"), "--budget", "1m", "--out", str(tmp_path)]) == 2
     assert "--labels" in capsys.readouterr().err
+
+
+def test_an_earlier_report_is_refused_before_anything_is_trained(report, tmp_path, monkeypatch, capsys):
+    _, earlier = report
+    out = tmp_path / "advice"
+    shutil.copytree(earlier, out)
+
+    class Pretrained(Exception):
+        pass
+
+    def pretrain(*args, **kwargs):
+        raise Pretrained
+    monkeypatch.setattr(advise_module.api, "pretrain", pretrain)
+    npz = str(earlier.parent / "tiny.npz")
+    with pytest.raises(SelfSupError, match="earlier report .*--overwrite"):
+        advise(npz, budget="6s", out=out, methods=METHODS)
+    assert main(["advise", "--data", npz, "--budget", "6s", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "evaluations").is_dir() and (out / "advice.json").exists()  # nothing lost
+    with pytest.raises(Pretrained):  # replaced: the earlier report is gone before the first pretraining
+        advise(npz, budget="6s", out=out, methods=METHODS, overwrite=True)
+    assert not (out / "evaluations").exists() and not (out / "advice.json").exists()

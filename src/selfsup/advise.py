@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,7 +183,8 @@ def mean_acc(summary: list[dict], protocol: str, budget: int) -> tuple[float, fl
 def advise(data: str, labels: str | None = None, budget: str | float = "30m", out: str | Path = "advice",
            methods: list[str] | None = None, draws: int = 3, options: dict[str, dict] | None = None,
            budgets: tuple[int, ...] = PROBE_BUDGETS, seed: int = 0, finetune_kwargs: dict | None = None,
-           runs_dir: str | Path | None = None, progress: Callable[[str], None] | None = None) -> dict:
+           runs_dir: str | Path | None = None, progress: Callable[[str], None] | None = None,
+           overwrite: bool = False) -> dict:
     """Pretrain a few suitable methods on `data` within `budget`, evaluate them with labels, and write a ranked
     report with a recommendation to `out` (advice.md, advice.json). Returns the report's content.
 
@@ -191,6 +193,7 @@ def advise(data: str, labels: str | None = None, budget: str | float = "30m", ou
     `pretrain`'s); `draws` label draws per budget; `budgets` the wanted labels per class; `finetune_kwargs`
     change the supervised baseline's training (`evaluate.finetune.finetune`'s options, e.g. fewer steps).
     The methods' run folders go to `runs_dir` (default OUT/runs): `selfsup export` and `embed` take them.
+    An `out` that holds an earlier report is refused before anything is trained, unless `overwrite`.
     """
     say = progress or (lambda line: None)
     started = time.perf_counter()
@@ -199,6 +202,7 @@ def advise(data: str, labels: str | None = None, budget: str | float = "30m", ou
     if draws < 1:
         raise SelfSupError(f"draws must be at least 1, got {draws}")
     out = Path(out)
+    clear_earlier_report(out, overwrite)
     options = options or {}
     splits = load_dataset(data)
     pool = held_out_test(splits).rest
@@ -251,6 +255,22 @@ def advise(data: str, labels: str | None = None, budget: str | float = "30m", ou
     atomic_write_text(out / "advice.md", markdown(report))
     say(f"report: {out / 'advice.md'}")
     return report
+
+
+def clear_earlier_report(out: Path, overwrite: bool) -> None:
+    """Refuse an `out` that holds an earlier report (or, with `overwrite`, delete it), before any pretraining:
+    its evaluation logs belong to the earlier runs, so they must neither be resumed nor found mid-way."""
+    earlier = [p for p in (out / "advice.json", out / "advice.md", out / "evaluations") if p.exists()]
+    if not earlier:
+        return
+    if not overwrite:
+        raise SelfSupError(f"{out} holds an earlier report ({', '.join(p.name for p in earlier)}): pick another "
+                           f"--out, or pass --overwrite to replace it")
+    for path in earlier:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def rank(results: dict, per_class: list[int]) -> list[str]:

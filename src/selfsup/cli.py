@@ -118,7 +118,7 @@ def cmd_embed(args: argparse.Namespace) -> None:
 def cmd_advise(args: argparse.Namespace) -> None:
     from selfsup.advise import advise
     report = advise(args.data, labels=args.labels, budget=args.budget, out=args.out, methods=args.methods,
-                    draws=args.draws, progress=lambda line: print(line, flush=True))
+                    draws=args.draws, progress=lambda line: print(line, flush=True), overwrite=args.overwrite)
     print(report["recommendation"]["text"])
     print(f"written {Path(args.out) / 'advice.md'} and advice.json")
 
@@ -248,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--methods", nargs="+", help="methods to compare (default: chosen for the data)")
     ad.add_argument("--draws", type=int, default=3, help="label draws per budget (default 3)")
     ad.add_argument("--out", default="advice", help="report folder (default advice/)")
+    ad.add_argument("--overwrite", action="store_true", help="replace an earlier report in --out")
     ad.set_defaults(func=cmd_advise)
 
     rp = sub.add_parser("report", help="write RUN/report.html with the run's plots, or RUNS/index.html comparing "
