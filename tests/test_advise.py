@@ -122,6 +122,10 @@ def test_an_earlier_report_is_refused_before_anything_is_trained(report, tmp_pat
         advise(npz, budget="6s", out=out, methods=METHODS)
     assert main(["advise", "--data", npz, "--budget", "6s", "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+    with pytest.raises(SelfSupError, match="draws"):  # bad input is refused before the report is replaced
+        advise(npz, budget="6s", out=out, methods=METHODS, draws=0, overwrite=True)
+    with pytest.raises(SelfSupError, match="missing.npz"):
+        advise(str(earlier.parent / "missing.npz"), budget="6s", out=out, methods=METHODS, overwrite=True)
     assert (out / "evaluations").is_dir() and (out / "advice.json").exists()  # nothing lost
     with pytest.raises(Pretrained):  # replaced: the earlier report is gone before the first pretraining
         advise(npz, budget="6s", out=out, methods=METHODS, overwrite=True)

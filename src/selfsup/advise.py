@@ -202,7 +202,6 @@ def advise(data: str, labels: str | None = None, budget: str | float = "30m", ou
     if draws < 1:
         raise SelfSupError(f"draws must be at least 1, got {draws}")
     out = Path(out)
-    clear_earlier_report(out, overwrite)
     options = options or {}
     splits = load_dataset(data)
     pool = held_out_test(splits).rest
@@ -217,6 +216,7 @@ def advise(data: str, labels: str | None = None, budget: str | float = "30m", ou
         METHODS.get(name)  # an unknown name fails here, before anything is trained
     per_class = label_budgets(labeled.labels, tuple(budgets))
     seeds = list(range(draws))
+    clear_earlier_report(out, overwrite)  # after every check of the input: a rejected call deletes nothing
     say(f"{len(pool)} images to pretrain on; trying {', '.join(methods)}; labels per class {per_class}, "
         f"{draws} draw(s) each")
     p = plan(methods, pool, budget_s, options)

@@ -180,7 +180,7 @@ def baseline_rows(method: Any, data: dict, cfg: BenchConfig, out: Path) -> tuple
     cache = out / "methods" / "_baselines.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
     if key not in known:
-        # A ViT's baseline takes about two hours here: each finished draw is kept in a partial log, so a
+        # A ViT's baseline takes about 50 minutes here: each finished draw is kept in a partial log, so a
         # sitting cut short resumes from its last draw rather than from the start.
         partial = {part: EvaluationLog(out / "methods" / PARTIAL_BASELINES / f"{key}-{part}.json", {"key": key})
                    for part in ("eval", "transfer")}
