@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -43,6 +44,21 @@ def evaluate_item(name: str, setting: str, runs: Path, budgets: list[int], data:
             "load_average": [load_before, load_average()], "threads": torch.get_num_threads()}
 
 
+def resumable_items(path: Path, todo: dict[str, Callable[[dict], dict]]) -> dict:
+    """The items kept in the JSON at `path`, plus each item of `todo` (key -> compute(evaluation data)) not
+    there yet, computed in order and kept at once, so an interrupted run resumes at its next item."""
+    items = json.loads(path.read_text()) if path.exists() else {}
+    data = None
+    for key, compute in todo.items():
+        if key in items:
+            continue
+        data = data or eval_data(BenchConfig())
+        print(f"{key} ...", flush=True)
+        items[key] = compute(data)
+        atomic_write_text(path, json.dumps(items, indent=2) + "\n")
+    return items
+
+
 def chosen_augmentation(rows: list[dict], protocol: str, budget: int) -> str:
     """" (aug on/off)": what validation chose on this protocol's draws; "" where it was not a choice."""
     chosen = {r["params"].get("augment") for r in rows if r["protocol"] == protocol and r["labels_per_class"] == budget}
@@ -71,18 +87,10 @@ def main() -> None:
     a = p.parse_args()
     results = Path(a.results)
     runs = Path(a.runs) if a.runs else results / "runs"
-    path = results / "augment_choice.json"
-    items = json.loads(path.read_text()) if path.exists() else {}
-    data = None
-    for name in a.methods:
-        for setting in SETTINGS:
-            key = f"{name}/{setting}/{'-'.join(map(str, a.budgets))}"
-            if key in items:
-                continue
-            data = data or eval_data(BenchConfig())
-            print(f"{key} ...", flush=True)
-            items[key] = evaluate_item(name, setting, runs, a.budgets, data)
-            atomic_write_text(path, json.dumps(items, indent=2) + "\n")
+    todo = {f"{name}/{setting}/{'-'.join(map(str, a.budgets))}":
+            lambda data, name=name, setting=setting: evaluate_item(name, setting, runs, a.budgets, data)
+            for name in a.methods for setting in SETTINGS}
+    items = resumable_items(results / "augment_choice.json", todo)
     text = ("Fine-tuning and the supervised baseline (same encoder, labels, grid, steps), with the light "
             "augmentation always on (the method table's protocol) or chosen on validation per side. Fashion-MNIST "
             f"test accuracy (%), mean ± std over {len(BenchConfig.seeds)} label draws; the augmentation each side "

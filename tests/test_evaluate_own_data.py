@@ -122,3 +122,17 @@ def test_evaluate_without_data_uses_the_runs_own_text_with_the_bag_of_words(tmp_
     assert "scratch: the text_encoder encoder (" in out
     rows = {line.split()[0] for line in out.splitlines() if line.split() and line.split()[-1] in ("seed)",)}
     assert {"bow", "linear_cls", "linear_mean"} <= rows
+
+
+def test_the_cli_tunes_by_k_fold_and_refuses_more_folds_than_labels_per_class(image_run, tmp_path, capsys):
+    run, _ = image_run
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(run), "--protocol", "knn", "--labels-per-class", "4", "--folds", "2",
+                 "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["settings"]["folds"] == 2
+    plain = tmp_path / "plain.json"
+    assert main(["evaluate", str(run), "--protocol", "knn", "--labels-per-class", "4", "--out", str(plain)]) == 0
+    assert "folds" not in json.loads(plain.read_text())["settings"]  # logs from before --folds still resume
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--protocol", "knn", "--labels-per-class", "2", "--folds", "3"]) == 2
+    assert "folds=3 needs at least 3 labels per class, but a budget has 2" in capsys.readouterr().err

@@ -474,11 +474,24 @@ def protocol_settings(method: Method, finetune_kwargs: dict) -> dict:
     return settings
 
 
+def check_folds(folds: int, modality: str, budgets: list[int | None]) -> None:
+    """k-fold tuning is built for image evaluation, and needs `folds` labeled items of every class."""
+    if folds == 1:
+        return
+    if modality != "image":
+        raise SelfSupError(f"folds={folds}: k-fold tuning is built for image evaluation; {modality} evaluation tunes on "
+                           f"one validation split (use folds=1)")
+    smallest = min((b for b in budgets if b is not None), default=None)
+    if smallest is not None and smallest < folds:
+        raise SelfSupError(f"folds={folds} needs at least {folds} labels per class, but a budget has {smallest} "
+                           f"(use --folds {smallest} or fewer)")
+
+
 def evaluate(method: Method | str | Path, data: str | None = None, *, protocols: Iterable[str] | None = None,
              labels_per_class: Iterable[int] | None = (100,), label_fraction: float | None = None,
              seeds: Iterable[int] = (0,), upto: str | None = None, freeze_upto: str | None = None,
              finetune_kwargs: dict | None = None, out: str | Path | None = None,
-             progress: Callable[[str], None] | None = None, cache_features: bool = True) -> dict:
+             progress: Callable[[str], None] | None = None, cache_features: bool = True, folds: int = 1) -> dict:
     """Evaluate a method (or a run folder) on dataset `data` with the given protocols and label budgets.
 
     `data` None is the run's own pretraining data (images or text). Labels are drawn, stratified and
@@ -492,8 +505,13 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
     receives one line per draw started and finished. The frozen features of the label pool and the test
     set are computed once for all protocols, budgets and seeds, and kept in RUN/features/ (unless
     `cache_features` is False) for later evaluations and the report.
+
+    Hyperparameters are chosen on one validation split of each budget (20% of it); `folds` > 1 chooses them
+    by stratified k-fold cross-validation instead, at `folds` times the tuning cost: steadier at a few labels
+    per class, where one split holds only 2 items per class (images only).
     """
     check_budgets(labels_per_class, label_fraction, seeds)
+    check_count("folds", folds, 1)
     run_dir = None
     if not isinstance(method, Method):
         run_dir, method = method, load_run(method)
@@ -515,9 +533,12 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
         counts = torch.bincount(train.labels)
         labels_per_class = [max(1, int(label_fraction * counts.min().item()))]
     budgets, seeds = list(labels_per_class), list(seeds)
+    check_folds(folds, method.modality, budgets)
     settings = {"run": str(run_dir) if run_dir is not None else None, "data": data, "protocols": protocols,
                 "labels_per_class": budgets, "seeds": seeds, "upto": upto, "freeze_upto": freeze_upto,
                 "finetune_kwargs": finetune_kwargs or {}} | protocol_settings(method, finetune_kwargs or {})
+    if folds > 1:  # only then, so evaluations logged before `folds` existed still resume
+        settings["folds"] = folds
     from selfsup.evaluate.log import EvaluationLog
     log = EvaluationLog(out if out is not None else default_out(run, settings), settings)
     recorded = run.read_config()["data"] if run is not None else {}
@@ -546,7 +567,7 @@ def evaluate(method: Method | str | Path, data: str | None = None, *, protocols:
                                 finetune_kwargs=finetune_kwargs, done=log.done, on_draw=on_draw, cache=cache)
     else:
         rows = label_sweep(method, train, test, budgets, seeds, protocols, upto, freeze_upto, finetune_kwargs,
-                           done=log.done, on_draw=on_draw, cache=cache)
+                           done=log.done, on_draw=on_draw, cache=cache, folds=folds)
     about["feature_cache"] = {"hits": cache.hits, "misses": cache.misses}
     result = {"rows": rows, "summary": summarize(rows)} | about
     from selfsup.evaluate.zero_shot import is_language_image, language_image_evaluation

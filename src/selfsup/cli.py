@@ -74,7 +74,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     import selfsup
     out = selfsup.evaluate(args.run, data=args.data, protocols=args.protocol, labels_per_class=args.labels_per_class,
                            label_fraction=args.label_fraction, seeds=args.seeds, upto=args.upto,
-                           freeze_upto=args.freeze_upto, out=args.out,
+                           freeze_upto=args.freeze_upto, out=args.out, folds=args.folds,
                            finetune_kwargs={"head_norm": args.head_norm} if args.head_norm != "auto" else None,
                            progress=lambda line: print(line, flush=True))
     print(f"data: {out['data']} ({'the run' + chr(39) + 's own data' if out['own_data'] else 'transfer: not the pretraining data'})")
@@ -219,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--head-norm", choices=HEAD_NORMS, default="auto",
                     help="fine-tuning and supervised: a BatchNorm without affine parameters before the new head; auto "
                          "(default): only for encoders without BatchNorm or LayerNorm of their own")
+    ev.add_argument("--folds", type=int, default=1,
+                    help="choose hyperparameters by stratified k-fold cross-validation of each label budget instead of "
+                         "one 20%% validation split (k times the tuning cost; steadier at a few labels per class)")
     ev.add_argument("--out", help="write the rows (after every draw) and summary as JSON; run again to resume "
                     "(default RUN/evaluations/DATA-SETTINGS.json)")
     ev.set_defaults(func=cmd_evaluate)

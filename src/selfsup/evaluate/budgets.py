@@ -35,8 +35,10 @@ FEATURE_PROTOCOLS = {"linear", "knn"}
 
 
 def tuned_feature_protocols(xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, protocols: Iterable[str],
-                            seed: int, tune: bool = True, prefix: str = "", fixed: dict | None = None) -> tuple[dict, dict]:
-    """Linear probe and/or kNN on precomputed features, each tuned on a validation split of (xtr, ytr).
+                            seed: int, tune: bool = True, prefix: str = "", fixed: dict | None = None,
+                            folds: int = 1) -> tuple[dict, dict]:
+    """Linear probe and/or kNN on precomputed features, each tuned on a validation split of (xtr, ytr)
+    (or by `folds`-fold cross-validation, see `choose_on_validation`).
 
     `fixed` maps a (prefixed) protocol name to parameters chosen earlier, which are then used as they are.
     Returns ({name: test accuracy}, {name: chosen params and trials}).
@@ -50,7 +52,8 @@ def tuned_feature_protocols(xtr: Tensor, ytr: Tensor, xte: Tensor, yte: Tensor, 
     for name in protocols:
         score = scorers[name]
         grid = grid_for(name, prefix + name, tune, fixed)
-        best, trials = choose_on_validation(grid, ytr, lambda fit, val, p: score(fit, (xtr[val], ytr[val]), p), seed)
+        best, trials = choose_on_validation(grid, ytr, lambda fit, val, p: score(fit, (xtr[val], ytr[val]), p), seed,
+                                            folds=folds)
         results[prefix + name] = score(everything, (xte, yte), best)
         choices[prefix + name] = {"params": best, "trials": trials}
     return results, choices
@@ -84,11 +87,11 @@ def grid_for(protocol: str, name: str, tune: bool, fixed: dict | None) -> list[d
 
 
 def tuned_training_protocol(train: Callable[..., dict], labeled: DataSource, test: DataSource, seed: int,
-                            grid: list[dict], **kwargs: Any) -> tuple[float, dict]:
+                            grid: list[dict], folds: int = 1, **kwargs: Any) -> tuple[float, dict]:
     """`train(labeled, test, **params, **kwargs)` (finetune or supervised_baseline) tuned on validation."""
     grid, kwargs = with_augment_choice(grid, kwargs)
     fit_and_score = lambda fit, val, p: train(labeled.subset(fit), labeled.subset(val), seed=seed, **p, **kwargs)["acc"]
-    best, trials = choose_on_validation(grid, labeled.labels, fit_and_score, seed)
+    best, trials = choose_on_validation(grid, labeled.labels, fit_and_score, seed, folds=folds)
     return train(labeled, test, seed=seed, **best, **kwargs)["acc"], {"params": best, "trials": trials}
 
 
@@ -96,11 +99,12 @@ def evaluate_protocols(method: Method, labeled: DataSource, test: DataSource, pr
                        upto: str | None = None, freeze_upto: str | None = None, seed: int = 0,
                        features: dict[str, tuple[Tensor, Tensor]] | None = None,
                        finetune_kwargs: dict | None = None, tune: bool = True,
-                       fixed: dict | None = None) -> tuple[dict[str, float], dict]:
+                       fixed: dict | None = None, folds: int = 1) -> tuple[dict[str, float], dict]:
     """Accuracy on `test` of each protocol trained on `labeled`, and the hyperparameters each chose.
 
     `features` = precomputed {"method" / "random_init": (labeled features, test features)}; `fixed` =
-    {protocol: params} chosen earlier (e.g. on another draw of the same budget), used without tuning.
+    {protocol: params} chosen earlier (e.g. on another draw of the same budget), used without tuning;
+    `folds` > 1: every protocol is tuned by stratified k-fold cross-validation instead of one split.
     """
     finetune_kwargs = finetune_kwargs or {}
     protocols = check_protocols(protocols)
@@ -110,23 +114,24 @@ def evaluate_protocols(method: Method, labeled: DataSource, test: DataSource, pr
     wanted = [p for p in protocols if p in FEATURE_PROTOCOLS]
     if wanted:
         xtr, xte = features.get("method") or (extract_features(method, labeled, upto), extract_features(method, test, upto))
-        r, c = tuned_feature_protocols(xtr, labeled.labels, xte, test.labels, wanted, seed, tune, fixed=fixed)
+        r, c = tuned_feature_protocols(xtr, labeled.labels, xte, test.labels, wanted, seed, tune, fixed=fixed,
+                                       folds=folds)
         results |= r
         choices |= c
     if "random_init" in protocols:
         xtr, xte = features.get("random_init") or random_init_features(method, labeled, test, upto=upto)
         r, c = tuned_feature_protocols(xtr, labeled.labels, xte, test.labels, ("linear", "knn"), seed, tune,
-                                       prefix="random_init_", fixed=fixed)
+                                       prefix="random_init_", fixed=fixed, folds=folds)
         results |= r
         choices |= c
     if "finetune" in protocols:
         results["finetune"], choices["finetune"] = tuned_training_protocol(
             lambda *a, **k: finetune(method, *a, freeze_upto=freeze_upto, upto=upto, **k),
-            labeled, test, seed, grid_for("finetune", "finetune", tune, fixed), **finetune_kwargs)
+            labeled, test, seed, grid_for("finetune", "finetune", tune, fixed), folds, **finetune_kwargs)
     if "supervised" in protocols:
         results["supervised"], choices["supervised"] = tuned_training_protocol(
             lambda *a, **k: supervised_baseline(method, *a, upto=upto, **k), labeled, test, seed,
-            grid_for("supervised", "supervised", tune, fixed), **finetune_kwargs)
+            grid_for("supervised", "supervised", tune, fixed), folds, **finetune_kwargs)
     return results, choices
 
 
@@ -158,13 +163,14 @@ def label_sweep(method: Method, train: DataSource, test: DataSource,
                 protocols: Iterable[str] = PROTOCOLS, upto: str | None = None,
                 freeze_upto: str | None = None, finetune_kwargs: dict | None = None, tune: bool = True,
                 tune_every_draw: bool = False, done: Callable | None = None,
-                on_draw: Callable | None = None, cache: FeatureCache | None = None) -> list[dict]:
+                on_draw: Callable | None = None, cache: FeatureCache | None = None, folds: int = 1) -> list[dict]:
     """One row per (budget, seed, protocol): {"labels_per_class", "seed", "protocol", "acc", "params"}.
 
     A budget of None uses every label of `train` (reported as "all"); its seeds differ in training only.
     Hyperparameters are chosen on the validation split of the first seed's draw of each budget and reused
     for its other draws (each still trained on its own labels), unless `tune_every_draw`: a grid search per
-    draw multiplies the cost of fine-tuning by the grid's size.
+    draw multiplies the cost of fine-tuning by the grid's size. `folds` > 1 tunes by stratified k-fold
+    cross-validation instead of one validation split (`choose_on_validation`).
 
     `done(budget, seed)` returns the rows of a draw finished earlier (a resumed evaluation) or None;
     `on_draw` reports progress (see `sweep`). Features are extracted once, for every budget, seed and
@@ -194,7 +200,7 @@ def label_sweep(method: Method, train: DataSource, test: DataSource,
         index = draw_budget(train.labels, budget, seed)
         drawn = {name: (x[row_of[index]], xt) for name, (x, xt) in features.items()}
         accs, choices = evaluate_protocols(method, train.subset(index), test, protocols, upto, freeze_upto, seed,
-                                           drawn, finetune_kwargs, tune, chosen)
+                                           drawn, finetune_kwargs, tune, chosen, folds)
         params = {name: c["params"] for name, c in choices.items()}
         return budget_rows(budget, seed, accs, params), None if tune_every_draw else params
 
