@@ -49,8 +49,8 @@ def table_rows(results: Path, name: str, protocol: str) -> list[dict]:
 
 def describe(rows: list[dict]) -> str:
     (s,) = summarize(rows)
-    lrs = sorted({r["params"]["lr"] for r in rows})
-    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f} (lr {', '.join(f'{lr:g}' for lr in lrs)})"
+    chosen = sorted({(r["params"]["lr"], r["params"]["weight_decay"]) for r in rows})
+    return f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f} (" + "; ".join(f"lr {lr:g}, wd {wd:g}" for lr, wd in chosen) + ")"
 
 
 def table(items: dict, results: Path) -> str:
@@ -80,7 +80,7 @@ def main() -> None:
     text = (f"Fine-tuning and the supervised baseline at {BUDGET} labels per class, tuned on one 20% validation split "
             "(the method table's protocol, 2 images per class) or by k-fold cross-validation of the labels. "
             f"Fashion-MNIST test accuracy (%), mean ± std over {len(BenchConfig.seeds)} label draws, and the lrs "
-            "chosen. Made by `python benchmarks/kfold_choice.py`.\n\n" + table(items, results) + "\n")
+            "and weight decays chosen. Made by `python benchmarks/kfold_choice.py`.\n\n" + table(items, results) + "\n")
     atomic_write_text(results / "kfold_choice.md", text)
     print(text)
 
