@@ -92,14 +92,10 @@ def choose_on_validation(grid: list[dict], labels: Tensor, fit_and_score: Callab
     """
     if len(grid) == 1:
         return dict(grid[0]), []
-    if folds == 1:
-        fit_index, val_index = validation_split(labels, fraction, seed)
-        trials = [{"params": dict(p), "val_acc": fit_and_score(fit_index, val_index, p)} for p in grid]
-    else:
-        splits = validation_folds(labels, folds, seed)
-        trials = []
-        for p in grid:
-            accs = [fit_and_score(fit, val, p) for fit, val in splits]
-            trials.append({"params": dict(p), "val_acc": sum(accs) / len(accs), "fold_accs": accs})
+    splits = [validation_split(labels, fraction, seed)] if folds == 1 else validation_folds(labels, folds, seed)
+    trials = []
+    for p in grid:
+        accs = [fit_and_score(fit, val, p) for fit, val in splits]
+        trials.append({"params": dict(p), "val_acc": sum(accs) / len(accs)} | ({"fold_accs": accs} if folds > 1 else {}))
     best = max(trials, key=lambda t: t["val_acc"])  # max keeps the first of equal scores
     return best["params"], trials
